@@ -1,0 +1,241 @@
+"""The `sync-job` command line: parse, load config, call, map errors to exit codes. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from sync_job import __version__
+from sync_job.errors import EXIT_INTERNAL, SyncError
+
+log = logging.getLogger("sync_job")
+
+app = typer.Typer(
+    name="sync-job",
+    help="Keep a Pipedrive CRM in sync with order data (customers, orders, payments CSVs).\n\n"
+    "Example: sync-job demo    (no account needed: runs against a local Pipedrive sandbox)",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="YAML config file (see conf/demo.yaml).", dir_okay=False)
+]
+LogFormatOption = Annotated[
+    str,
+    typer.Option("--log-format", help="auto (rich on a terminal, JSON lines otherwise), json or text."),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+_verbose = False
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run a command body; a SyncError becomes one line on stderr and its exit code, never a traceback."""
+    try:
+        return action()
+    except SyncError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if _verbose:
+            log.exception("internal error")
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (re-run with --verbose for details)", err=True)
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sync-job {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Keep a Pipedrive CRM in sync with order data."""
+
+
+def _setup_logging(log_format: str, verbose: bool) -> bool:
+    from sync_job import logs
+
+    global _verbose
+    _verbose = verbose
+    if log_format not in ("auto", "json", "text"):
+        typer.echo(f"error: --log-format must be auto, json or text (got {log_format!r})", err=True)
+        raise typer.Exit(2)
+    return logs.setup(log_format, verbose)  # type: ignore[arg-type]
+
+
+@app.command()
+def transform(
+    config: ConfigOption,
+    log_format: LogFormatOption = "auto",
+    verbose: VerboseOption = False,
+) -> None:
+    """Fetch the three sources and write WORKDIR/combined.csv (no Pipedrive access).
+
+    Example: sync-job transform --config conf/demo.yaml
+    """
+    _setup_logging(log_format, verbose)
+
+    def body() -> None:
+        from sync_job import config as config_module
+        from sync_job import sync
+
+        settings = config_module.load(config)
+        result = sync.transform(settings)
+        typer.echo(
+            f"combined.csv: {result.rows} orders, {result.rejected_orders} orders and "
+            f"{result.rejected_payments} payments rejected -> {result.combined_path}"
+        )
+
+    _guard(body)
+
+
+@app.command()
+def generate(
+    outdir: Annotated[Path, typer.Argument(help="Folder for raw_customers.csv, raw_orders.csv, raw_payments.csv.")],
+    orders: Annotated[int, typer.Option("--orders", "-n", min=1, help="Number of orders.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same files.")] = 42,
+) -> None:
+    """Generate jaffle-shop shaped CSVs of any size, deterministically for a seed.
+
+    Example: sync-job generate /tmp/jaffle --orders 10000000 --seed 7
+    """
+
+    def body() -> None:
+        from sync_job import generate as generate_module
+
+        counts = generate_module.generate(outdir, orders=orders, seed=seed)
+        typer.echo(", ".join(f"{name}: {n} rows" for name, n in counts.items()) + f" -> {outdir}")
+
+    _guard(body)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1 (0 picks a free one).")] = 8765,
+    burst: Annotated[int, typer.Option("--burst", help="Requests allowed per rolling 2-second window.")] = 40,
+    fail_rate: Annotated[float, typer.Option("--fail-rate", help="Share of requests answered 5xx.")] = 0.0,
+    drop_after_commit_rate: Annotated[
+        float, typer.Option("--drop-after-commit-rate", help="Share of writes applied, then the connection cut.")
+    ] = 0.0,
+    latency_ms: Annotated[int, typer.Option("--latency-ms", help="Added latency per request.")] = 0,
+    search_lag: Annotated[float, typer.Option("--search-lag", help="Seconds search lags behind writes.")] = 0.0,
+    daily_budget: Annotated[
+        int | None, typer.Option("--daily-budget", help="Daily API token budget (default: unlimited).")
+    ] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="Keep the CRM state in this JSON file.")] = None,
+    token: Annotated[
+        str, typer.Option("--token", envvar="PIPEDRIVE_API_TOKEN", help="Token clients must send.", show_default=False)
+    ] = "sandbox-token",  # noqa: S107 -- the local sandbox's own token
+    seed: Annotated[int, typer.Option("--seed", help="Seed for fault injection.")] = 0,
+) -> None:
+    """Run the local Pipedrive API v2 sandbox until interrupted.
+
+    Example: sync-job sandbox --port 8765 --burst 40 --fail-rate 0.05
+    """
+
+    def body() -> None:
+        from sync_job.sandbox.server import SandboxOptions, serve
+
+        options = SandboxOptions(
+            token=token,
+            burst=burst,
+            fail_rate=fail_rate,
+            drop_after_commit_rate=drop_after_commit_rate,
+            latency_ms=latency_ms,
+            search_lag_seconds=search_lag,
+            daily_budget=daily_budget,
+            state_file=state,
+            seed=seed,
+        )
+        serve(options, port=port)
+
+    _guard(body)
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; send no write request.")] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Cap on API tokens this run may spend.")
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Run forever: an interval like 24h / 30m, or a cron expression."),
+    ] = None,
+    log_format: LogFormatOption = "auto",
+    verbose: VerboseOption = False,
+) -> None:
+    """Fetch, transform, diff against Pipedrive and apply only the difference.
+
+    Exit codes: 0 in sync, 1 partial (failed records, budget or interrupted), 2 config or input error,
+    3 another run holds the workdir lock.
+
+    Example: PIPEDRIVE_API_TOKEN=... sync-job run --config conf/sync.yaml --dry-run
+    """
+    rich_output = _setup_logging(log_format, verbose)
+
+    def body() -> int:
+        from sync_job import config as config_module
+        from sync_job import sync
+
+        settings = config_module.load(config)
+        options = sync.RunOptions(dry_run=dry_run, max_tokens=max_tokens, rich_output=rich_output)
+        if every:
+            from sync_job import schedule
+
+            return schedule.run_every(every, lambda: sync.run(settings, options).exit_code)
+        return sync.run(settings, options).exit_code
+
+    code = _guard(body)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where combined.csv, results and the report go.")] = Path(
+        ".sync-job/demo"
+    ),
+    log_format: LogFormatOption = "auto",
+    verbose: VerboseOption = False,
+) -> None:
+    """Sync the bundled sample data into a local Pipedrive sandbox, twice: no account, no network.
+
+    Example: sync-job demo
+    """
+    rich_output = _setup_logging(log_format, verbose)
+
+    def body() -> int:
+        from sync_job import demo as demo_module
+
+        return demo_module.run_demo(workdir, rich_output=rich_output)
+
+    raise typer.Exit(_guard(body))
+
+
+def main() -> None:
+    app(prog_name="sync-job")
+
+
+if __name__ == "__main__":
+    sys.exit(main())  # type: ignore[func-returns-value]

@@ -1,0 +1,1 @@
+"""Destinations the combined frame can be synced into (Pipedrive, PostgreSQL)."""

@@ -1,0 +1,73 @@
+"""Logging set-up: rich output on a terminal, one JSON object per line otherwise; secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Literal
+
+LogFormat = Literal["auto", "json", "text"]
+
+_SECRET_ENVS = ("PIPEDRIVE_API_TOKEN", "SYNC_JOB_POSTGRES_DSN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class RedactSecrets(logging.Filter):
+    """Last line of defence: replace any secret taken from the environment by '***' in every record."""
+
+    def __init__(self, extra_secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        found = [os.environ.get(name, "") for name in _SECRET_ENVS]
+        self.secrets = tuple(s for s in (*found, *extra_secrets) if len(s) >= 4)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            event.update(fields)
+        return json.dumps(event, default=str, ensure_ascii=False)
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def setup(log_format: LogFormat = "auto", verbose: bool = False, extra_secrets: tuple[str, ...] = ()) -> bool:
+    """Configure the root logger; returns True when output is rich (a terminal), False for JSON lines."""
+    rich_output = log_format == "text" or (log_format == "auto" and is_terminal())
+    handler: logging.Handler
+    if rich_output:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets(extra_secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # httpx logs every request URL at INFO; keep it at WARNING unless debugging (URLs never carry the token).
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    return rich_output

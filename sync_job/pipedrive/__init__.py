@@ -1,0 +1,1 @@
+"""Pipedrive API v2: async client, custom fields by name, payload mapping."""

@@ -1,0 +1,1 @@
+"""A local Pipedrive-compatible API server for the demo, tests and benchmarks."""
