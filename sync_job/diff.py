@@ -1,0 +1,250 @@
+"""Pure diff: desired frames against remote frames, joined on the external id, give a plan (Polars only)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+
+from sync_job.destinations.base import EntityPlan, Plan
+from sync_job.errors import DataError
+
+PERSON_COMPARE: tuple[str, ...] = ("name",)
+DEAL_COMPARE: tuple[str, ...] = ("title", "value", "currency", "person_external_id")
+MONEY_COLUMNS = frozenset({"value"})  # compared to the cent, not as floats
+
+# Pipedrive v2 token costs (api-reference §10.2) and page size.
+CREATE_TOKENS = 5
+UPDATE_TOKENS = 5
+LIST_TOKENS = 10
+PAGE_SIZE = 500
+BURST_WINDOW_SECONDS = 2.0
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def desired_persons(customers: Frame) -> pl.DataFrame:
+    """One person per customer: external_id = the customer id as text, name = "FirstName LastName".
+
+    Accepts the validated customers frame with its id as `id` (read_customers) or `customer_id`.
+    """
+    lf = customers.lazy()
+    id_col = "customer_id" if "customer_id" in lf.collect_schema().names() else "id"
+    name = pl.concat_str([pl.col("first_name"), pl.col("last_name")], separator=" ", ignore_nulls=True)
+    return lf.select(
+        pl.col(id_col).cast(pl.Utf8).alias("external_id"),
+        _clean(name).alias("name"),
+    ).collect()
+
+
+def desired_deals(combined: Frame, currency: str) -> pl.DataFrame:
+    """One deal per order: external_id = order id, title, value in currency units, person by customer id."""
+    return (
+        combined.lazy()
+        .select(
+            pl.col("order_id").cast(pl.Utf8).alias("external_id"),
+            pl.col("title").cast(pl.Utf8),
+            pl.col("value").cast(pl.Float64),
+            pl.lit(currency, dtype=pl.Utf8).alias("currency"),
+            pl.col("customer_id").cast(pl.Utf8).alias("person_external_id"),
+        )
+        .collect()
+    )
+
+
+def remote_deals_with_person_keys(remote_deals: Frame, remote_persons: Frame) -> pl.DataFrame:
+    """Add `person_external_id` to remote deals: their person_id mapped through the remote persons' external ids."""
+    persons = remote_persons.lazy().select(
+        pl.col("id").alias("person_id"), pl.col("external_id").str.strip_chars().alias("person_external_id")
+    )
+    return remote_deals.lazy().join(persons, on="person_id", how="left", maintain_order="left").collect()
+
+
+def diff(
+    desired: Frame,
+    remote: Frame,
+    key: str = "external_id",
+    compare: Sequence[str] = (),
+    entity: str = "record",
+) -> EntityPlan:
+    """Diff desired rows against remote records on `key`; see EntityPlan for the frames it returns.
+
+    Remote keys present twice or more are reported as duplicates and left alone (neither created nor updated).
+    Remote records whose key is missing or has no desired row are orphans: counted, never touched.
+    """
+    want = desired.lazy()
+    columns = want.collect_schema().names()
+    if key not in columns or any(c not in columns for c in compare):
+        raise DataError(f"{entity}: desired frame lacks the key '{key}' or a compared column of {list(compare)}")
+    have = remote.lazy().select(pl.col("id"), pl.col(key).str.strip_chars(), *[pl.col(c) for c in compare])
+
+    desired_df = want.collect()
+    repeated = desired_df.filter(pl.col(key).is_duplicated())
+    if repeated.height:
+        raise DataError(f"{entity}: key '{key}' {repeated[key][0]!r} occurs more than once in the source rows")
+    remote_df = have.filter(pl.col(key).is_not_null()).collect()
+    remote_total = remote.lazy().select(pl.len()).collect().item()
+
+    is_dup = remote_df[key].is_duplicated()
+    unique_remote = remote_df.filter(~is_dup)
+    dup_records = remote_df.filter(is_dup)
+    duplicates = (
+        dup_records.group_by(key)
+        .agg(pl.col("id").sort().alias("ids"))
+        .sort(key)
+        .select(pl.col(key).alias("key"), "ids")
+    )
+
+    old = unique_remote.rename({c: f"old_{c}" for c in compare})
+    joined = desired_df.lazy().join(old.lazy(), on=key, how="left", maintain_order="left")
+    matched = joined.filter(pl.col("id").is_not_null())
+    creates_lf = (
+        joined.filter(pl.col("id").is_null())
+        .join(duplicates.lazy().select(pl.col("key").alias(key)), on=key, how="anti")
+        .select(columns)
+    )
+    updates_lf = _updates(matched, key, columns, compare)
+    matched_count = matched.select(pl.len())
+    desired_keys = desired_df.lazy().select(key)
+    orphan_count = remote_df.lazy().join(desired_keys, on=key, how="anti").select(pl.len())
+    creates, updates, n_matched, n_orphans = pl.collect_all([creates_lf, updates_lf, matched_count, orphan_count])
+    null_keys = remote_total - remote_df.height  # remote records without an external id: not ours, untouched
+    return EntityPlan(
+        entity=entity,
+        key=key,
+        creates=creates,
+        updates=updates,
+        unchanged=n_matched.item() - updates.height,
+        duplicates=duplicates,
+        orphans=n_orphans.item() + null_keys,
+    )
+
+
+def diff_persons(desired: Frame, remote_persons: Frame) -> EntityPlan:
+    """Persons compared on their name."""
+    return diff(desired, remote_persons, compare=PERSON_COMPARE, entity="person")
+
+
+def diff_deals(desired: Frame, remote_deals: Frame, remote_persons: Frame) -> EntityPlan:
+    """Deals compared on title, value (to the cent), currency and the linked person's external id."""
+    remote = remote_deals_with_person_keys(remote_deals, remote_persons)
+    return diff(desired, remote, compare=DEAL_COMPARE, entity="deal")
+
+
+def person_id_map(remote_persons: Frame, created: Frame | None = None) -> pl.DataFrame:
+    """external_id -> Pipedrive person id, from the remote persons plus persons created in this run.
+
+    A duplicated remote external id maps to its lowest id, so deals of that customer link deterministically.
+    """
+    frames = [remote_persons.lazy().select(pl.col("external_id").str.strip_chars(), pl.col("id").cast(pl.Int64))]
+    if created is not None:
+        frames.append(created.lazy().select(pl.col("external_id").cast(pl.Utf8), pl.col("id").cast(pl.Int64)))
+    return (
+        pl.concat(frames)
+        .filter(pl.col("external_id").is_not_null() & pl.col("id").is_not_null())
+        .group_by("external_id")
+        .agg(pl.col("id").min())
+        .collect()
+    )
+
+
+def resolve_person_ids(deal_rows: pl.DataFrame, person_ids: pl.DataFrame) -> pl.DataFrame:
+    """Fill `person_id` on deal rows from `person_external_id` (null where the person has no id yet)."""
+    ids = person_ids.select(
+        pl.col("external_id").alias("person_external_id"), pl.col("id").cast(pl.Int64).alias("person_id")
+    ).unique("person_external_id", keep="first")
+    rows = deal_rows.drop("person_id", strict=False)
+    return rows.join(ids, on="person_external_id", how="left", maintain_order="left")
+
+
+def estimate(plan: Plan, remote_counts: Mapping[str, int], burst: int) -> tuple[int, float]:
+    """API tokens and seconds the plan costs: reading every remote entity in pages of 500, then each write.
+
+    `burst` is the account's request limit per 2-second window.
+    """
+    pages = sum(max(1, math.ceil(n / PAGE_SIZE)) for n in remote_counts.values())
+    creates = sum(e.creates.height for e in plan.entities)
+    updates = sum(e.updates.height for e in plan.entities)
+    tokens = pages * LIST_TOKENS + creates * CREATE_TOKENS + updates * UPDATE_TOKENS
+    requests = pages + creates + updates
+    seconds = requests * BURST_WINDOW_SECONDS / max(1, burst)
+    return tokens, seconds
+
+
+def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
+    """Counts per entity and samples of creates and of updates (each changed field's old -> new), JSON-ready."""
+    entities = []
+    for e in plan.entities:
+        updates = []
+        for row in e.updates.head(sample).iter_rows(named=True):
+            changes = {c: {"old": _json(row.get(f"old_{c}")), "new": _json(row.get(c))} for c in row["changed"]}
+            updates.append({"key": row[e.key], "id": row["id"], "changes": changes})
+        entities.append(
+            {
+                "entity": e.entity,
+                "creates": e.creates.height,
+                "updates": e.updates.height,
+                "unchanged": e.unchanged,
+                "duplicates": e.duplicates.height,
+                "orphans": e.orphans,
+                "sample_creates": [
+                    {k: _json(v) for k, v in row.items()} for row in e.creates.head(sample).iter_rows(named=True)
+                ],
+                "sample_updates": updates,
+                "sample_duplicates": [
+                    {"key": r["key"], "ids": list(r["ids"])} for r in e.duplicates.head(sample).iter_rows(named=True)
+                ],
+            }
+        )
+    return {
+        "writes": plan.writes,
+        "estimated_tokens": plan.estimated_tokens,
+        "estimated_seconds": plan.estimated_seconds,
+        "notes": list(plan.notes),
+        "entities": entities,
+    }
+
+
+def _updates(matched: pl.LazyFrame, key: str, columns: list[str], compare: Sequence[str]) -> pl.LazyFrame:
+    """Matched rows whose compared fields differ after normalising, with `changed` listing those fields."""
+    out = [key, "id", *[c for c in columns if c != key], *[f"old_{c}" for c in compare]]
+    if not compare:
+        return matched.select(*out, pl.lit([], dtype=pl.List(pl.Utf8)).alias("changed")).head(0)
+    # A cheap raw comparison first: only rows with some raw difference pay for normalisation.
+    raw_diff = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"old_{c}")) for c in compare])
+    flags = {f"__changed_{c}": _differs(c) for c in compare}
+    changed = pl.concat_list([pl.when(pl.col(f)).then(pl.lit(c)) for f, c in zip(flags, compare, strict=True)])
+    return (
+        matched.filter(raw_diff)
+        .with_columns(**flags)
+        .filter(pl.any_horizontal(list(flags)))
+        .select(*out, changed.list.drop_nulls().alias("changed"))
+    )
+
+
+def _clean(text: pl.Expr) -> pl.Expr:
+    """Trim and collapse whitespace runs (Unicode-aware); missing becomes empty."""
+    return text.str.strip_chars().str.replace_all(r"\s+", " ").fill_null("")
+
+
+def _cents(value: pl.Expr) -> pl.Expr:
+    """Money to whole cents, half away from zero; round(6) first removes float noise (12.345*100 = 1234.4999…)."""
+    return (value.cast(pl.Float64).fill_null(0.0) * 100).round(6).round(0, mode="half_away_from_zero").cast(pl.Int64)
+
+
+def _differs(column: str) -> pl.Expr:
+    new, old = pl.col(column), pl.col(f"old_{column}")
+    if column in MONEY_COLUMNS:
+        return _cents(new) != _cents(old)
+    return _clean(new.cast(pl.Utf8)) != _clean(old.cast(pl.Utf8))
+
+
+def _json(value: object) -> object:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 2)
+    return value
