@@ -1,0 +1,320 @@
+"""The async Pipedrive v2 client: paced, budgeted, retried requests; paged reads; safe creates and updates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+import polars as pl
+import stamina
+
+from sync_job import __version__
+from sync_job.errors import ConfigError, RowError, SourceError, TransientError
+from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
+from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, create_field_body, match_custom_field
+from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
+from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
+from sync_job.pipedrive.ratelimit import RateHeaders, RateLimiter
+from sync_job.pipedrive.retry import (
+    NotSent,
+    OutcomeUnknown,
+    RateLimited,
+    response_error,
+    retry_hook,
+    transport_error,
+)
+from sync_job.pipedrive.stats import ApiStats, Kind
+
+__all__ = ["Entity", "PipedriveClient", "WriteResult", "make_http_client"]
+
+log = logging.getLogger(__name__)
+
+# How far before the lost POST the consistent re-read starts: our clock vs the server's `update_time`.
+SKEW_WITH_DATE = 5.0  # the server's Date header (1 s resolution) told us its clock
+SKEW_WITHOUT_DATE = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of one create or update; `recovered` means a lost create was found already written."""
+
+    action: Literal["create", "update"]
+    pipedrive_id: int
+    status: int
+    recovered: bool = False
+
+
+def make_http_client(
+    base_url: str, concurrency: int, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """One keep-alive pool sized to the concurrency; the token is added per request, never stored here."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        transport=transport,
+        headers={"accept": "application/json", "user-agent": f"sync-job/{__version__}"},
+    )
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PipedriveClient:
+    """Persons and deals through API v2. All requests of one client share its limiter, budget and stats."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token: str,
+        *,
+        concurrency: int = 8,
+        max_attempts: int = 6,
+        max_seconds: float = 120.0,
+        max_tokens: int | None = None,
+        limiter: RateLimiter | None = None,
+        settle_seconds: float = 1.0,
+        budget_reserve: int = DEFAULT_RESERVE,
+    ) -> None:
+        if not token:
+            raise ConfigError("the Pipedrive API token is empty")
+        self._http = http
+        self._token = token
+        self._base_url = str(http.base_url).rstrip("/")
+        self._max_attempts = max_attempts
+        self._max_seconds = max_seconds
+        self._settle_seconds = settle_seconds  # lets a write the server is still finishing land before a re-read
+        self._sem = asyncio.Semaphore(concurrency)
+        self._fields: dict[tuple[Entity, str], str] = {}
+        self._forbidden_streak = 0
+        self._date: tuple[str, float] | None = None  # last Date header and our wall clock when it arrived
+        self.limiter = limiter or RateLimiter()
+        self.budget = TokenBudget(max_tokens=max_tokens, reserve=budget_reserve)
+        self.stats = ApiStats()
+
+    # ---- one request -------------------------------------------------------------------------------------
+
+    async def _send(
+        self, kind: Kind, method: str, path: str, params: dict[str, Any] | None, body: Any, use_reserve: bool
+    ) -> tuple[int, Any]:
+        cost, search, where = COSTS[kind], kind == "search", f"{method} {path}"
+        async with self._sem:
+            self.budget.check(cost, use_reserve=use_reserve)
+            self.stats.waited_seconds += await self.limiter.acquire(search=search)
+            self.budget.check(cost, use_reserve=use_reserve)  # it may have moved while we waited
+            self.budget.start(cost)
+            self.stats.requests[kind] += 1
+            self.stats.tokens_used += cost
+            try:
+                response = await self._http.request(
+                    method, path, params=params, json=body, headers={"x-api-token": self._token}
+                )
+            except httpx.TransportError as exc:
+                error = transport_error(exc, where=where)
+                self.budget.finish(cost, charged=not isinstance(error, NotSent), daily_remaining=None)
+                self.stats.statuses[0] += 1
+                raise error from None  # the httpx error carries the request (and its headers): drop it
+            except BaseException:
+                self.budget.finish(cost, charged=True, daily_remaining=None)
+                raise
+        headers = RateHeaders.parse(response.headers)
+        self.budget.finish(cost, charged=True, daily_remaining=headers.daily_remaining)
+        self.stats.statuses[response.status_code] += 1
+        if headers.daily_remaining is not None:
+            self.stats.daily_remaining = headers.daily_remaining
+        self.limiter.observe(headers, search=search)
+        if date := response.headers.get("date"):
+            self._date = (date, time.time())
+        outcome = response_error(
+            response,
+            headers,
+            where=where,
+            base_url=self._base_url,
+            secret=self._token,
+            forbidden_streak=self._forbidden_streak + 1,
+        )
+        if outcome is None:
+            self._forbidden_streak = 0
+            try:
+                return response.status_code, response.json()
+            except ValueError:
+                raise OutcomeUnknown(f"{where}: {response.status_code} with a body that is not JSON") from None
+        if response.status_code == 429:
+            self.stats.rate_limited += 1
+        elif response.status_code == 403 and isinstance(outcome, RateLimited):
+            self.stats.forbidden_html += 1
+            self._forbidden_streak += 1
+        if isinstance(outcome, RateLimited) and outcome.retry_after is not None:
+            self.limiter.pause(outcome.retry_after, search=search)
+        raise outcome
+
+    async def _call(
+        self,
+        kind: Kind,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        retry_unknown: bool = True,
+        use_reserve: bool = False,
+    ) -> tuple[int, Any]:
+        """One logical request, retried on transient failures (bounded attempts and time, jittered backoff)."""
+        hook = retry_hook(self.stats, retry_unknown=retry_unknown)
+        async for attempt in stamina.retry_context(
+            on=hook, attempts=self._max_attempts, timeout=self._max_seconds, wait_initial=0.5, wait_max=10.0
+        ):
+            with attempt:
+                return await self._send(kind, method, path, params, body, use_reserve)
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    # ---- reading -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except TransientError as exc:
+            raise SourceError(f"Pipedrive could not be read: {exc} (gave up after retries)") from None
+        except RowError as exc:
+            raise SourceError(f"Pipedrive refused a read: {exc}") from None
+
+    async def _pages(self, path: str, params: dict[str, Any], *, use_reserve: bool = False) -> AsyncIterator[Any]:
+        """Every `data` list of a cursor-paged v2 endpoint, limit=500."""
+        pager = CursorPaginator(where=f"GET {path}")
+        kind: Kind = "fields" if path.endswith("Fields") else "list"
+        while not pager.done:
+            _, body = await self._call(kind, "GET", path, params={**params, **pager.params()}, use_reserve=use_reserve)
+            yield (body.get("data") or []) if isinstance(body, dict) else []
+            pager.advance(next_cursor(body))
+
+    async def iter_pages(self, entity: Entity, field_code: str) -> AsyncIterator[pl.DataFrame]:
+        """The entity's records, one frame per page of 500 (remote columns, see frames.py)."""
+        path = f"/api/v2/{ENTITY_PLURAL[entity]}"
+        with self._reading():
+            async for data in self._pages(path, {"custom_fields": field_code}):
+                yield page_frame(entity, data, field_code)
+
+    async def read_all(self, entity: Entity, field_code: str) -> pl.DataFrame:
+        frames = [frame async for frame in self.iter_pages(entity, field_code)]
+        return pl.concat(frames, how="vertical", rechunk=True) if frames else empty_frame(entity)
+
+    # ---- custom fields -----------------------------------------------------------------------------------
+
+    async def _field_items(self, entity: Entity) -> list[dict[str, Any]]:
+        return [item async for data in self._pages(FIELDS_PATH[entity], {}) for item in data]
+
+    async def resolve_field(self, entity: Entity, name: str, *, create: bool = True) -> str:
+        """The `field_code` of the custom field called `name`, created (varchar) when missing."""
+        if (entity, name) in self._fields:
+            return self._fields[(entity, name)]
+        plural = ENTITY_PLURAL[entity]
+        with self._reading():
+            code = match_custom_field(await self._field_items(entity), name, entity)
+            for _ in range(self._max_attempts):
+                if code is not None or not create:
+                    break
+                try:
+                    _, body = await self._call(
+                        "field_create", "POST", FIELDS_PATH[entity], body=create_field_body(name), retry_unknown=False
+                    )
+                    code = str(body["data"]["field_code"])
+                    log.info("created the %s custom field %r (%s)", plural, name, code)
+                except OutcomeUnknown:  # it may exist now: look before creating a second one
+                    code = match_custom_field(await self._field_items(entity), name, entity)
+                except RowError as exc:
+                    raise ConfigError(f"could not create the {plural} custom field {name!r}: {exc}") from None
+        if code is None:
+            raise ConfigError(f"Pipedrive has no {plural} custom field named {name!r}")
+        self._fields[(entity, name)] = code
+        return code
+
+    # ---- writing -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except TransientError as exc:
+            status = getattr(exc, "status", None) or (429 if isinstance(exc, RateLimited) else None)
+            raise RowError(f"{exc} (gave up after retries)", status=status) from None
+
+    def _server_since(self, local_epoch: float) -> float:
+        """Our wall-clock instant in the server's clock, minus a margin for the error of that estimate."""
+        if self._date is not None:
+            try:
+                offset = parsedate_to_datetime(self._date[0]).timestamp() - self._date[1]
+            except (TypeError, ValueError):
+                offset = None
+            if offset is not None:
+                return local_epoch + offset - SKEW_WITH_DATE
+        return local_epoch - SKEW_WITHOUT_DATE
+
+    async def find_by_external_id(self, entity: Entity, field_code: str, external_id: str, since: float) -> int | None:
+        """Consistent re-read: list records updated since `since` (epoch seconds) and match the custom field.
+
+        Search is not used: its index may lag behind writes, so only the list endpoint can say "absent".
+        """
+        params = {
+            "updated_since": rfc3339(self._server_since(since)),
+            "sort_by": "update_time",
+            "sort_direction": "asc",
+            "custom_fields": field_code,
+        }
+        async for data in self._pages(f"/api/v2/{ENTITY_PLURAL[entity]}", params, use_reserve=True):
+            for record in data:
+                fields = record.get("custom_fields")
+                if isinstance(fields, dict) and str(fields.get(field_code)) == external_id:
+                    return int(record["id"])
+        return None
+
+    async def create(self, entity: Entity, body: dict[str, Any], *, external_id: str, field_code: str) -> WriteResult:
+        """POST one record; when the outcome is unknown, re-read and create only if it is really absent."""
+        path = f"/api/v2/{ENTITY_PLURAL[entity]}"
+        payload = {**body, "custom_fields": {field_code: external_id, **(body.get("custom_fields") or {})}}
+        first_sent: float | None = None
+        started = time.monotonic()
+        last: OutcomeUnknown | None = None
+        with self._writing():
+            for _ in range(self._max_attempts):
+                sent = time.time()
+                try:
+                    status, answer = await self._call("create", "POST", path, body=payload, retry_unknown=False)
+                    return WriteResult("create", int(answer["data"]["id"]), status)
+                except OutcomeUnknown as exc:
+                    last, first_sent = exc, first_sent or sent
+                self.stats.unknown_outcomes += 1
+                log.warning("%s %s: outcome unknown (%s); re-reading before any retry", entity, external_id, last)
+                await self.limiter.sleep(self._settle_seconds)
+                found = await self.find_by_external_id(entity, field_code, external_id, first_sent)
+                if found is not None:
+                    self.stats.recovered += 1
+                    return WriteResult("create", found, 200, recovered=True)
+                self.stats.retries += 1
+                if time.monotonic() - started > self._max_seconds:
+                    break
+        raise RowError(
+            f"{entity} {external_id}: create failed, outcome unknown and not found by re-read ({last})",
+            status=last.status if last else None,
+        )
+
+    async def update(self, entity: Entity, record_id: int, changes: dict[str, Any]) -> WriteResult:
+        """PATCH only the given fields; updates are idempotent, so every transient failure is simply retried."""
+        if not changes:
+            raise ValueError(f"{entity} {record_id}: update with no changes")
+        path = f"/api/v2/{ENTITY_PLURAL[entity]}/{int(record_id)}"
+        with self._writing():
+            status, _ = await self._call("update", "PATCH", path, body=changes)
+        return WriteResult("update", int(record_id), status)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
