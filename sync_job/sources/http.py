@@ -147,11 +147,10 @@ class HttpSource:
                 part.write(chunk)
             if looks_like_html(prefix):
                 raise SourceError(f"{label(name, uri)}: got an HTML page instead of CSV")
-            # Content-Length counts the bytes on the wire (before any gzip decoding), as does num_bytes_downloaded.
-            if expected is not None and response.num_bytes_downloaded != expected:
-                raise TransientError(
-                    f"truncated download: {response.num_bytes_downloaded} of {expected} bytes received"
-                )
+            # Content-Length counts bytes on the wire: before gzip decoding, like num_bytes_downloaded.
+            received = response.num_bytes_downloaded if response.headers.get("Content-Encoding") else part.size
+            if expected is not None and received != expected:
+                raise TransientError(f"truncated download: {received} of {expected} bytes received")
             found = Validators(etag=response.headers.get("ETag"), last_modified=response.headers.get("Last-Modified"))
             target = self._store.commit(part, name, uri, found)
             log.info("%s downloaded: %d bytes -> %s", label(name, uri), part.size, target)
