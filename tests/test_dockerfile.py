@@ -1,0 +1,197 @@
+"""The Dockerfile's structure (no Docker engine here: CI builds the image, this checks what it must be)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+WORKDIR_VOLUME = "/var/lib/sync-job"
+SECRET_WORDS = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|DSN|CREDENTIAL", re.IGNORECASE)
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, instruction: str) -> list[str]:
+        return [args for name, args in self.instructions if name == instruction]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """A small Dockerfile parser: comments, line continuations, one Stage per FROM."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or (line.startswith("#") and not pending):
+            continue
+        if line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    stages: list[Stage] = []
+    for line in logical:
+        instruction, _, args = line.partition(" ")
+        instruction, args = instruction.upper(), args.strip()
+        if instruction == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base=words[0], name=name))
+        else:
+            assert stages, f"{instruction} before the first FROM"
+            stages[-1].instructions.append((instruction, args))
+    return stages
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list), f"not the exec (JSON) form: {args}"
+    return [str(v) for v in value]
+
+
+def env_pairs(args: str) -> dict[str, str]:
+    words = shlex.split(args)
+    if words and "=" not in words[0]:  # legacy `ENV KEY value`
+        return {words[0]: " ".join(words[1:])}
+    return dict(word.split("=", 1) for word in words)
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def final(stages: list[Stage]) -> Stage:
+    return stages[-1]
+
+
+def test_parser_handles_continuations_and_comments() -> None:
+    parsed = parse_dockerfile("# c\nFROM a:1 AS one\nRUN x \\\n  # inside\n  && y\nFROM b\nUSER 5\n")
+    assert [(s.base, s.name) for s in parsed] == [("a:1", "one"), ("b", None)]
+    assert parsed[0].instructions == [("RUN", "x && y")]
+    assert parsed[1].args("USER") == ["5"]
+
+
+def test_is_multi_stage_on_slim_python_bases(stages: list[Stage]) -> None:
+    assert len(stages) >= 2
+    for stage in stages:
+        assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", stage.base), stage.base
+
+
+def test_final_stage_takes_only_the_built_venv_from_the_builder(stages: list[Stage], final: Stage) -> None:
+    builder = stages[0].name
+    assert builder
+    from_builder = [args for args in final.args("COPY") if args.startswith(f"--from={builder} ")]
+    assert from_builder == [f"--from={builder} /opt/venv /opt/venv"]
+    assert any("pip install" in run for run in stages[0].args("RUN"))
+    assert not any("pip install" in run for run in final.args("RUN")), "no build tools run in the final image"
+
+
+def test_final_stage_runs_as_a_fixed_non_root_uid(final: Stage) -> None:
+    users = final.args("USER")
+    assert users, "the final stage must set USER"
+    user, _, group = users[-1].partition(":")
+    assert user.isdigit(), "a numeric uid lets Kubernetes verify runAsNonRoot"
+    assert int(user) >= 1000
+    assert user not in ("0", "root")
+    assert group not in ("0", "root")
+
+
+def test_k8s_manifest_runs_as_the_image_uid(final: Stage) -> None:
+    uid = int(final.args("USER")[-1].partition(":")[0])
+    cronjob = yaml.safe_load((ROOT / "conf" / "k8s" / "cronjob.yaml").read_text(encoding="utf-8"))
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == uid
+    assert pod["securityContext"]["fsGroup"] == uid
+
+
+def test_entrypoint_is_the_cli_and_the_default_command_is_the_offline_demo(final: Stage) -> None:
+    entrypoint = exec_form(final.args("ENTRYPOINT")[-1])
+    assert entrypoint == ["sync-job"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert "sync-job" in scripts
+    cmd = exec_form(final.args("CMD")[-1])
+    assert cmd[0] == "demo"
+    # /app belongs to root: the demo must write to the workdir volume
+    assert cmd[cmd.index("--workdir") + 1].startswith(WORKDIR_VOLUME + "/")
+
+
+def test_workdir_is_app_and_the_workdir_volume_is_owned_by_the_user(final: Stage) -> None:
+    assert final.args("WORKDIR")[-1] == "/app"
+    assert exec_form(final.args("VOLUME")[-1]) == [WORKDIR_VOLUME]
+    uid = final.args("USER")[-1].partition(":")[0]
+    assert any(f"chown {uid}:" in run and WORKDIR_VOLUME in run for run in final.args("RUN"))
+
+
+def test_conf_and_data_are_copied_for_the_offline_demo(final: Stage) -> None:
+    copies = final.args("COPY")
+    assert "conf/ conf/" in copies
+    assert "data/ data/" in copies
+
+
+def test_demo_config_sources_are_inside_the_copied_folders() -> None:
+    """`sync-job demo` in the image reads /app/conf/demo.yaml, whose sources must be in /app/data."""
+    demo = yaml.safe_load((ROOT / "conf" / "demo.yaml").read_text(encoding="utf-8"))
+    for name, source in demo["sources"].items():
+        path = (ROOT / "conf" / source).resolve()
+        assert path.is_relative_to(ROOT / "data"), f"{name}: {source}"
+
+
+def test_no_secret_is_baked_into_the_image(stages: list[Stage]) -> None:
+    for stage in stages:
+        for instruction, args in stage.instructions:
+            if instruction == "ENV":
+                keys = env_pairs(args)
+            elif instruction == "ARG":
+                keys = {args.partition("=")[0]: args.partition("=")[2]}
+            else:
+                continue
+            for key, value in keys.items():
+                assert not SECRET_WORDS.search(key), f"{instruction} {key}: secrets come from the runtime only"
+                assert not SECRET_WORDS.search(value), f"{instruction} {key}={value}"
+        for args in stage.args("COPY") + stage.args("ADD"):
+            assert ".env" not in args.split()
+            assert "secret" not in args.lower()
+
+
+def _dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    return any(fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") or path == p for p in patterns)
+
+
+@pytest.mark.parametrize("path", [".venv", ".git", ".sync-job", "workdir", "bench", ".env", "tests"])
+def test_dockerignore_keeps_bulky_and_secret_things_out_of_the_context(path: str) -> None:
+    assert _ignored(path, _dockerignore())
+
+
+def test_every_copied_source_exists_and_is_in_the_build_context(stages: list[Stage]) -> None:
+    patterns = _dockerignore()
+    for stage in stages:
+        for args in stage.args("COPY"):
+            if args.startswith("--from="):
+                continue
+            *sources, _dest = args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: missing from the repository"
+                assert not _ignored(source.rstrip("/"), patterns), f"COPY {source}: excluded by .dockerignore"
