@@ -22,6 +22,7 @@ UPDATE_TOKENS = 5
 LIST_TOKENS = 10
 PAGE_SIZE = 500
 BURST_WINDOW_SECONDS = 2.0
+_TWIN = "__key_int"
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -79,48 +80,64 @@ def diff(
     columns = want.collect_schema().names()
     if key not in columns or any(c not in columns for c in compare):
         raise DataError(f"{entity}: desired frame lacks the key '{key}' or a compared column of {list(compare)}")
-    have = remote.lazy().select(pl.col("id"), pl.col(key).str.strip_chars(), *[pl.col(c) for c in compare])
-
     desired_df = want.collect()
-    repeated = desired_df.filter(pl.col(key).is_duplicated())
-    if repeated.height:
-        raise DataError(f"{entity}: key '{key}' {repeated[key][0]!r} occurs more than once in the source rows")
-    remote_df = have.filter(pl.col(key).is_not_null()).collect()
-    remote_total = remote.lazy().select(pl.len()).collect().item()
+    remote_all = remote.lazy().select(pl.col("id"), pl.col(key).str.strip_chars(), *[pl.col(c) for c in compare])
+    remote_df = remote_all.filter(pl.col(key).is_not_null()).collect()
+    null_keys = remote_all.select(pl.len()).collect().item() - remote_df.height  # not ours: orphans, untouched
 
-    is_dup = remote_df[key].is_duplicated()
-    unique_remote = remote_df.filter(~is_dup)
-    dup_records = remote_df.filter(is_dup)
-    duplicates = (
-        dup_records.group_by(key)
-        .agg(pl.col("id").sort().alias("ids"))
-        .sort(key)
-        .select(pl.col(key).alias("key"), "ids")
-    )
+    # Hashing text dominates the joins and uniqueness checks. When every desired key is a canonical integer (order
+    # and customer ids are), use an Int64 twin; a remote key that is not one ("007", "7.0") gets a null twin and
+    # matches nothing, exactly as the text would not.
+    on = key
+    twin = desired_df.select(_canonical_int(pl.col(key))).to_series()
+    if twin.null_count() == 0:
+        on = _TWIN
+        desired_df = desired_df.with_columns(twin.alias(on))
+        remote_df = remote_df.with_columns(_canonical_int(pl.col(key)).alias(on))
+    if desired_df[on].n_unique() != desired_df.height:
+        repeated = desired_df.filter(pl.col(key).is_duplicated())[key][0]
+        raise DataError(f"{entity}: key '{key}' {repeated!r} occurs more than once in the source rows")
 
+    duplicates, unique_remote, dup_records = _split_duplicates(remote_df, key, on)
     old = unique_remote.rename({c: f"old_{c}" for c in compare})
-    joined = desired_df.lazy().join(old.lazy(), on=key, how="left", maintain_order="left")
-    matched = joined.filter(pl.col("id").is_not_null())
-    creates_lf = (
-        joined.filter(pl.col("id").is_null())
-        .join(duplicates.lazy().select(pl.col("key").alias(key)), on=key, how="anti")
-        .select(columns)
-    )
-    updates_lf = _updates(matched, key, columns, compare)
-    matched_count = matched.select(pl.len())
-    desired_keys = desired_df.lazy().select(key)
-    orphan_count = remote_df.lazy().join(desired_keys, on=key, how="anti").select(pl.len())
-    creates, updates, n_matched, n_orphans = pl.collect_all([creates_lf, updates_lf, matched_count, orphan_count])
-    null_keys = remote_total - remote_df.height  # remote records without an external id: not ours, untouched
+    right = old if on == key else old.drop(key)
+    joined = desired_df.join(right, on=on, how="left", maintain_order="left").drop(_TWIN, strict=False)
+    creates = joined.filter(pl.col("id").is_null()).select(columns)
+    dup_in_source = 0
+    if duplicates.height:
+        dup_keys = duplicates.select(pl.col("key").alias(key))
+        creates = creates.join(dup_keys, on=key, how="anti", maintain_order="left")
+        dup_in_source = dup_records.join(desired_df.select(key), on=key, how="semi").height
+    n_matched = joined.height - joined["id"].null_count()
+    updates = _updates(joined, key, columns, compare)
     return EntityPlan(
         entity=entity,
         key=key,
         creates=creates,
         updates=updates,
-        unchanged=n_matched.item() - updates.height,
+        unchanged=n_matched - updates.height,
         duplicates=duplicates,
-        orphans=n_orphans.item() + null_keys,
+        orphans=remote_df.height - n_matched - dup_in_source + null_keys,
     )
+
+
+def _canonical_int(text: pl.Expr) -> pl.Expr:
+    """The key as Int64 where it reads back identically ("42"), else null ("042", "4.2", "x")."""
+    number = text.cast(pl.Int64, strict=False)
+    return pl.when(number.cast(pl.Utf8) == text).then(number)
+
+
+def _split_duplicates(remote: pl.DataFrame, key: str, on: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(duplicates[key, ids], remote records with a unique key, records sharing a key); `on` hashes faster."""
+    if remote[on].null_count():  # some keys are not canonical integers: group the text itself
+        on = key
+    if remote[on].n_unique() == remote.height:  # the common case, without building groups
+        empty = pl.DataFrame(schema={"key": pl.Utf8, "ids": pl.List(pl.Int64)})
+        return empty, remote, remote.head(0)
+    counts = remote.group_by(on).agg(pl.len().alias("n")).filter(pl.col("n") > 1).select(on)
+    shared = remote.join(counts, on=on, how="semi")
+    duplicates = shared.group_by(key).agg(pl.col("id").sort().alias("ids")).sort(key)
+    return duplicates.select(pl.col(key).alias("key"), "ids"), remote.join(counts, on=on, how="anti"), shared
 
 
 def diff_persons(desired: Frame, remote_persons: Frame) -> EntityPlan:
@@ -130,7 +147,8 @@ def diff_persons(desired: Frame, remote_persons: Frame) -> EntityPlan:
 
 def diff_deals(desired: Frame, remote_deals: Frame, remote_persons: Frame) -> EntityPlan:
     """Deals compared on title, value (to the cent), currency and the linked person's external id."""
-    remote = remote_deals_with_person_keys(remote_deals, remote_persons)
+    needed = ["id", "external_id", "person_id", *[c for c in DEAL_COMPARE if c != "person_external_id"]]
+    remote = remote_deals_with_person_keys(remote_deals.lazy().select(needed), remote_persons)
     return diff(desired, remote, compare=DEAL_COMPARE, entity="deal")
 
 
@@ -208,20 +226,22 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
     }
 
 
-def _updates(matched: pl.LazyFrame, key: str, columns: list[str], compare: Sequence[str]) -> pl.LazyFrame:
-    """Matched rows whose compared fields differ after normalising, with `changed` listing those fields."""
+def _updates(joined: pl.DataFrame, key: str, columns: list[str], compare: Sequence[str]) -> pl.DataFrame:
+    """Rows found remotely whose compared fields differ after normalising; `changed` lists those fields."""
     out = [key, "id", *[c for c in columns if c != key], *[f"old_{c}" for c in compare]]
     if not compare:
-        return matched.select(*out, pl.lit([], dtype=pl.List(pl.Utf8)).alias("changed")).head(0)
+        return joined.head(0).select(*out, pl.lit([], dtype=pl.List(pl.Utf8)).alias("changed")).head(0)
     # A cheap raw comparison first: only rows with some raw difference pay for normalisation.
     raw_diff = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"old_{c}")) for c in compare])
     flags = {f"__changed_{c}": _differs(c) for c in compare}
     changed = pl.concat_list([pl.when(pl.col(f)).then(pl.lit(c)) for f, c in zip(flags, compare, strict=True)])
     return (
-        matched.filter(raw_diff)
+        joined.lazy()
+        .filter(pl.col("id").is_not_null() & raw_diff)
         .with_columns(**flags)
         .filter(pl.any_horizontal(list(flags)))
         .select(*out, changed.list.drop_nulls().alias("changed"))
+        .collect()
     )
 
 
