@@ -1,0 +1,60 @@
+"""Pure: page JSON to remote frames, and custom fields found by name."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from sync_job.errors import ConfigError
+from sync_job.pipedrive.fields import create_field_body, match_custom_field
+from sync_job.pipedrive.frames import DEAL_SCHEMA, PERSON_SCHEMA, page_frame
+
+CODE = "a" * 40
+
+
+def test_person_page_has_the_contract_columns_and_the_external_id() -> None:
+    records = [
+        {"id": 1, "name": "Ann Lee", "update_time": "2026-01-01T00:00:00Z", "custom_fields": {CODE: "17", "x": 1}},
+        {"id": 2, "name": "Bo", "update_time": "2026-01-02T00:00:00Z", "custom_fields": {}, "emails": []},
+        {"id": 3, "name": "Cy", "update_time": "2026-01-03T00:00:00Z"},
+    ]
+    frame = page_frame("person", records, CODE)
+    assert frame.schema == pl.Schema(PERSON_SCHEMA)
+    assert frame["external_id"].to_list() == ["17", None, None]
+
+
+def test_deal_page_accepts_integral_values_and_numeric_custom_values() -> None:
+    records = [
+        {"id": 9, "title": "T", "value": 200, "currency": "EUR", "person_id": 4, "status": "won",
+         "update_time": "u", "custom_fields": {CODE: 1001}},
+        {"id": 10, "title": "U", "value": 2.5, "currency": "EUR", "person_id": None, "status": "open",
+         "update_time": "u", "custom_fields": None},
+    ]  # fmt: skip
+    frame = page_frame("deal", records, CODE)
+    assert frame.schema == pl.Schema(DEAL_SCHEMA)
+    assert frame["value"].to_list() == [200.0, 2.5]
+    assert frame["external_id"].to_list() == ["1001", None]
+
+
+def test_an_empty_page_is_an_empty_frame_with_the_schema() -> None:
+    assert page_frame("deal", [], CODE).schema == pl.Schema(DEAL_SCHEMA)
+
+
+def _field(name: str, code: str, custom: bool = True) -> dict[str, object]:
+    return {"field_name": name, "field_code": code, "field_type": "varchar", "is_custom_field": custom}
+
+
+def test_field_is_matched_by_name_among_custom_fields_only() -> None:
+    items = [_field("CustomerID", "name", custom=False), _field("CustomerID", CODE), _field("Other", "b" * 40)]
+    assert match_custom_field(items, "CustomerID", "person") == CODE
+    assert match_custom_field(items, "Missing", "person") is None
+
+
+def test_an_ambiguous_name_names_every_code() -> None:
+    items = [_field("OrderID", "a" * 40), _field("OrderID", "b" * 40)]
+    with pytest.raises(ConfigError, match=r"deals custom field name 'OrderID' is ambiguous.*aaaa.*, b{40}"):
+        match_custom_field(items, "OrderID", "deal")
+
+
+def test_a_missing_field_is_created_as_varchar() -> None:
+    assert create_field_body("OrderID") == {"field_name": "OrderID", "field_type": "varchar"}
