@@ -314,3 +314,13 @@ async def test_transport_errors_never_carry_the_token(client: PipedriveClient, h
 def test_the_http_client_does_not_hold_the_token() -> None:
     http = make_http_client(BASE, 8, 30.0)
     assert "x-api-token" not in http.headers
+
+
+async def test_endless_429s_end_in_a_row_error_once_the_time_is_up(
+    client: PipedriveClient, httpx_mock: HTTPXMock, fake: FakeTime
+) -> None:
+    httpx_mock.add_response(status_code=429, headers={"retry-after": "10"}, is_reusable=True)
+    with pytest.raises(RowError, match="rate limited") as caught:
+        await client.update("deal", 3, {"title": "t"})
+    assert caught.value.status == 429
+    assert 120.0 <= fake.now <= 140.0  # bounded by max_seconds, not by attempts

@@ -174,8 +174,21 @@ class PipedriveClient:
             on=hook, attempts=self._max_attempts, timeout=self._max_seconds, wait_initial=0.5, wait_max=10.0
         ):
             with attempt:
-                return await self._send(kind, method, path, params, body, use_reserve)
+                return await self._send_paced(kind, method, path, params, body, use_reserve)
         raise AssertionError("unreachable: stamina re-raises the last error")
+
+    async def _send_paced(
+        self, kind: Kind, method: str, path: str, params: dict[str, Any] | None, body: Any, use_reserve: bool
+    ) -> tuple[int, Any]:
+        """Resend after rate limiting (the limiter already paused everyone) until `max_seconds` have passed."""
+        deadline = self.limiter.clock() + self._max_seconds
+        while True:
+            try:
+                return await self._send(kind, method, path, params, body, use_reserve)
+            except RateLimited:
+                if self.limiter.clock() >= deadline:
+                    raise
+                self.stats.retries += 1
 
     # ---- reading -----------------------------------------------------------------------------------------
 

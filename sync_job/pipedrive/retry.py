@@ -93,14 +93,15 @@ def transport_error(exc: httpx.HTTPError, *, where: str) -> TransientError:
 
 
 def retry_hook(stats: ApiStats, *, retry_unknown: bool) -> Callable[[Exception], bool | float]:
-    """The stamina hook: retry transient failures; rate limits wait in the limiter, so no extra backoff."""
+    """The stamina hook: retry transient failures.
+
+    Rate limits are not retried here: the client waits them out in the limiter, bounded by time rather than
+    by attempts, so a crowded window cannot use up the attempts meant for real failures.
+    """
 
     def hook(exc: Exception) -> bool | float:
-        if isinstance(exc, OutcomeUnknown) and not retry_unknown:
+        if isinstance(exc, RateLimited) or (isinstance(exc, OutcomeUnknown) and not retry_unknown):
             return False
-        if isinstance(exc, RateLimited):
-            stats.retries += 1
-            return 0.0
         if isinstance(exc, TransientError):
             stats.retries += 1
             return True
