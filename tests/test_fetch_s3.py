@@ -1,0 +1,223 @@
+"""S3 sources against a real S3-compatible server (moto's server mode) on 127.0.0.1: stream, ETag skip, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import httpx
+import pytest
+
+from sync_job.config import FetchSettings, S3Settings, Settings, Sources
+from sync_job.errors import ConfigError, SourceError
+from sync_job.fetch import fetch_all, fetch_all_sync
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 tests")
+
+SECRET = "wJalrXUtnFEMI-very-secret-key"
+BODY = b"id,order_id,payment_method,amount\n" + b"".join(b"%d,%d,card,1000\n" % (i, i) for i in range(150_000))
+
+
+class Moto:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def post(self, path: str, data: bytes = b"") -> None:
+        """moto's own control API (reset state, switch auth checks on/off)."""
+        httpx.post(self.url + path, content=data, headers={"Content-Type": "text/plain"}, timeout=10).raise_for_status()
+
+    def client(self) -> S3Client:
+        """An admin client, used to set up buckets before auth checks are switched on."""
+        return boto3.client(
+            "s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield Moto(f"http://{host}:{port}")
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto: Moto, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Client:
+    """A fresh, empty S3 with credentials from the standard AWS environment variables and nothing from ~/.aws."""
+    moto.post("/moto-api/reset")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never look for instance credentials off-box
+    client = moto.client()
+    client.create_bucket(Bucket="jaffle")
+    client.put_object(Bucket="jaffle", Key="raw/payments.csv", Body=BODY)
+    return client
+
+
+@pytest.fixture
+def enforced_auth(moto: Moto, s3: S3Client) -> Iterator[dict[str, str]]:
+    """moto checks signatures and IAM policies; returns keys of a user who may read only `jaffle/*`."""
+    iam = boto3.client(
+        "iam", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    iam.create_user(UserName="reader")
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::jaffle/*"}],
+    }
+    iam.put_user_policy(UserName="reader", PolicyName="read-jaffle", PolicyDocument=json.dumps(policy))
+    s3.create_bucket(Bucket="private")
+    s3.put_object(Bucket="private", Key="orders.csv", Body=b"id\n1\n")
+    moto.post("/moto-api/reset-auth", b"0")
+    try:
+        yield {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    finally:
+        moto.post("/moto-api/reset-auth", b"inf")
+
+
+def make_settings(tmp_path: Path, moto: Moto | None, **uris: str) -> Settings:
+    for name in ("customers", "orders", "payments"):
+        if name not in uris:
+            local = tmp_path / f"{name}.csv"
+            local.write_bytes(b"id\n1\n")
+            uris[name] = str(local)
+    return Settings(
+        sources=Sources(**uris),
+        workdir=tmp_path / "work",
+        s3=S3Settings(endpoint_url=moto.url if moto else None, region="us-east-1"),
+        fetch=FetchSettings(timeout_seconds=10, max_attempts=2),
+    )
+
+
+def part_files(settings: Settings) -> list[Path]:
+    return list((settings.workdir / "raw").glob(".*.part"))
+
+
+def test_object_is_streamed_to_raw_and_skipped_while_its_etag_is_unchanged(
+    moto: Moto, s3: S3Client, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, moto, payments="s3://jaffle/raw/payments.csv")
+    first = fetch_all_sync(settings)["payments"]
+    assert first.downloaded
+    assert first.uri == "s3://jaffle/raw/payments.csv"
+    assert first.path == settings.workdir / "raw" / "payments.csv"
+    assert first.path.read_bytes() == BODY
+    meta: dict[str, Any] = json.loads((settings.workdir / "raw" / "payments.csv.meta.json").read_text())
+    assert meta["etag"] == s3.head_object(Bucket="jaffle", Key="raw/payments.csv")["ETag"]
+
+    second = fetch_all_sync(settings)["payments"]
+    assert not second.downloaded
+    assert second.size == len(BODY)
+
+    s3.put_object(Bucket="jaffle", Key="raw/payments.csv", Body=b"id,order_id,payment_method,amount\n1,1,card,5\n")
+    third = fetch_all_sync(settings)["payments"]
+    assert third.downloaded
+    assert third.path.read_bytes().endswith(b"1,1,card,5\n")
+    assert part_files(settings) == []
+
+
+def test_endpoint_may_come_from_the_standard_aws_environment(
+    moto: Moto, s3: S3Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.url)
+    settings = make_settings(tmp_path, None, orders="s3://jaffle/raw/payments.csv")
+    assert fetch_all_sync(settings)["orders"].size == len(BODY)
+
+
+async def test_local_http_and_s3_sources_fetch_together(moto: Moto, s3: S3Client, tmp_path: Path) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"id\n2\n"))
+    settings = make_settings(tmp_path, moto, orders="https://files.test/o.csv", payments="s3://jaffle/raw/payments.csv")
+    fetched = await fetch_all(settings, transport=transport)
+    assert fetched["customers"].path == tmp_path / "customers.csv"
+    assert fetched["orders"].path.read_bytes() == b"id\n2\n"
+    assert fetched["payments"].path.read_bytes() == BODY
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("s3://no-such-bucket/orders.csv", "bucket does not exist"),
+        ("s3://jaffle/raw/nope.csv", r"object not found \(no such key\)"),
+    ],
+)
+def test_missing_bucket_or_key_is_a_source_error_naming_the_object(
+    moto: Moto, s3: S3Client, tmp_path: Path, uri: str, problem: str
+) -> None:
+    with pytest.raises(SourceError, match=rf"^source 'orders' \({uri}\): {problem}$"):
+        fetch_all_sync(make_settings(tmp_path, moto, orders=uri))
+
+
+def test_a_failed_refetch_keeps_the_previous_good_file(moto: Moto, s3: S3Client, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, moto, payments="s3://jaffle/raw/payments.csv")
+    good = fetch_all_sync(settings)["payments"].path
+    s3.delete_object(Bucket="jaffle", Key="raw/payments.csv")
+    with pytest.raises(SourceError, match="no such key"):
+        fetch_all_sync(settings)
+    assert good.read_bytes() == BODY
+    assert part_files(settings) == []
+
+
+def test_uri_without_a_key_is_a_config_error(moto: Moto, s3: S3Client, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sources.orders: expected s3://bucket/key"):
+        fetch_all_sync(make_settings(tmp_path, moto, orders="s3://jaffle/"))
+
+
+def test_unknown_access_key_is_bad_credentials_and_the_secret_is_never_shown(
+    moto: Moto,
+    enforced_auth: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    caplog.set_level(logging.DEBUG, logger="sync_job")
+    with pytest.raises(SourceError, match="access key id is not recognised") as caught:
+        fetch_all_sync(make_settings(tmp_path, moto, orders="s3://jaffle/raw/payments.csv"))
+    assert "s3://jaffle/raw/payments.csv" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert SECRET not in caplog.text
+
+
+def test_wrong_secret_key_is_bad_credentials(
+    moto: Moto, enforced_auth: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", enforced_auth["id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    with pytest.raises(SourceError, match="secret access key does not match") as caught:
+        fetch_all_sync(make_settings(tmp_path, moto, orders="s3://jaffle/raw/payments.csv"))
+    assert SECRET not in str(caught.value)
+
+
+def test_access_denied_by_policy_names_the_object(
+    moto: Moto, enforced_auth: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", enforced_auth["id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", enforced_auth["secret"])
+    settings = make_settings(tmp_path, moto, customers="s3://jaffle/raw/payments.csv", orders="s3://private/orders.csv")
+    with pytest.raises(SourceError, match=r"^source 'orders' \(s3://private/orders\.csv\): access denied$"):
+        fetch_all_sync(settings)
+
+
+def test_no_credentials_anywhere_is_a_clear_source_error(
+    moto: Moto, s3: S3Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(SourceError, match="no AWS credentials found"):
+        fetch_all_sync(make_settings(tmp_path, moto, orders="s3://jaffle/raw/payments.csv"))
