@@ -8,6 +8,7 @@ import pytest
 from sync_job.errors import ConfigError
 from sync_job.pipedrive.fields import create_field_body, match_custom_field
 from sync_job.pipedrive.frames import DEAL_SCHEMA, PERSON_SCHEMA, page_frame
+from sync_job.pipedrive.lookup import SKEW_WITH_DATE, SKEW_WITHOUT_DATE, find_external_id, reread_params, server_since
 
 CODE = "a" * 40
 
@@ -58,3 +59,27 @@ def test_an_ambiguous_name_names_every_code() -> None:
 
 def test_a_missing_field_is_created_as_varchar() -> None:
     assert create_field_body("OrderID") == {"field_name": "OrderID", "field_type": "varchar"}
+
+
+def test_the_reread_starts_before_the_post_in_the_servers_clock() -> None:
+    """The server's Date says it runs 100 s ahead of us: the re-read starts 5 s before the POST in its clock."""
+    since = server_since(1_000_000.0, "Mon, 12 Jan 1970 13:48:20 GMT", received_at=1_000_000.0)
+    assert since == pytest.approx(1_000_000.0 + 100.0 - SKEW_WITH_DATE)
+    assert server_since(1_000_000.0, None, None) == 1_000_000.0 - SKEW_WITHOUT_DATE
+    assert server_since(1_000_000.0, "not a date", 5.0) == 1_000_000.0 - SKEW_WITHOUT_DATE
+
+
+def test_reread_params_list_oldest_updates_first() -> None:
+    assert reread_params(0.0, CODE) == {
+        "updated_since": "1970-01-01T00:00:00Z",
+        "sort_by": "update_time",
+        "sort_direction": "asc",
+        "custom_fields": CODE,
+    }
+
+
+def test_the_external_id_is_matched_as_text() -> None:
+    records = [{"id": 1, "custom_fields": {CODE: 41}}, {"id": 2, "custom_fields": {CODE: "42"}}, {"id": 3}]
+    assert find_external_id(records, CODE, "42") == 2
+    assert find_external_id(records, CODE, "41") == 1
+    assert find_external_id(records, CODE, "None") is None

@@ -8,8 +8,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
@@ -21,6 +19,7 @@ from sync_job.errors import ConfigError, RowError, SourceError, TransientError
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
 from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, create_field_body, match_custom_field
 from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
+from sync_job.pipedrive.lookup import find_external_id, reread_params, server_since
 from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
 from sync_job.pipedrive.ratelimit import RateHeaders, RateLimiter
 from sync_job.pipedrive.retry import (
@@ -36,10 +35,6 @@ from sync_job.pipedrive.stats import ApiStats, Kind
 __all__ = ["Entity", "PipedriveClient", "WriteResult", "make_http_client"]
 
 log = logging.getLogger(__name__)
-
-# How far before the lost POST the consistent re-read starts: our clock vs the server's `update_time`.
-SKEW_WITH_DATE = 5.0  # the server's Date header (1 s resolution) told us its clock
-SKEW_WITHOUT_DATE = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +58,6 @@ def make_http_client(
         transport=transport,
         headers={"accept": "application/json", "user-agent": f"sync-job/{__version__}"},
     )
-
-
-def rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PipedriveClient:
@@ -261,33 +252,16 @@ class PipedriveClient:
             status = getattr(exc, "status", None) or (429 if isinstance(exc, RateLimited) else None)
             raise RowError(f"{exc} (gave up after retries)", status=status) from None
 
-    def _server_since(self, local_epoch: float) -> float:
-        """Our wall-clock instant in the server's clock, minus a margin for the error of that estimate."""
-        if self._date is not None:
-            try:
-                offset = parsedate_to_datetime(self._date[0]).timestamp() - self._date[1]
-            except (TypeError, ValueError):
-                offset = None
-            if offset is not None:
-                return local_epoch + offset - SKEW_WITH_DATE
-        return local_epoch - SKEW_WITHOUT_DATE
-
     async def find_by_external_id(self, entity: Entity, field_code: str, external_id: str, since: float) -> int | None:
         """Consistent re-read: list records updated since `since` (epoch seconds) and match the custom field.
 
         Search is not used: its index may lag behind writes, so only the list endpoint can say "absent".
         """
-        params = {
-            "updated_since": rfc3339(self._server_since(since)),
-            "sort_by": "update_time",
-            "sort_direction": "asc",
-            "custom_fields": field_code,
-        }
+        date, received = self._date or (None, None)
+        params = reread_params(server_since(since, date, received), field_code)
         async for data in self._pages(f"/api/v2/{ENTITY_PLURAL[entity]}", params, use_reserve=True):
-            for record in data:
-                fields = record.get("custom_fields")
-                if isinstance(fields, dict) and str(fields.get(field_code)) == external_id:
-                    return int(record["id"])
+            if (found := find_external_id(data, field_code, external_id)) is not None:
+                return found
         return None
 
     async def create(self, entity: Entity, body: dict[str, Any], *, external_id: str, field_code: str) -> WriteResult:
