@@ -1,0 +1,282 @@
+"""PostgreSQL destination against a real server started for the session on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+import psycopg
+import pytest
+from pg_server import NO_SERVER_REASON, PASSWORD, PgServer, find_bin_dir
+
+from sync_job import config
+from sync_job.destinations.base import Plan, RecordResult
+from sync_job.destinations.postgres import PostgresDestination
+from sync_job.errors import AuthError, ConfigError, DataError
+
+NO_CUSTOMERS = pl.DataFrame(schema={"id": pl.Int64, "first_name": pl.Utf8, "last_name": pl.Utf8})
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A throwaway server; skipped only without a server binary, and never skipped when CI is set."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
+            pytest.fail(f"{NO_SERVER_REASON} (CI is set, so these tests fail instead of skipping)")
+        pytest.skip(NO_SERVER_REASON)
+    with PgServer(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def table() -> str:
+    return f"orders_{uuid.uuid4().hex[:10]}"
+
+
+def orders(n: int, *, start: int = 1, value_offset: float = 0.0) -> pl.DataFrame:
+    """A combined frame of n orders, with a null, an empty string and non-ASCII text among them."""
+    ids = list(range(start, start + n))
+    return pl.DataFrame(
+        {
+            "order_id": ids,
+            "customer_id": [i % 7 + 1 for i in ids],
+            "first_name": ["Zoë" if i % 3 else "" for i in ids],
+            "last_name": ["O'Neil, Jr." if i % 2 else None for i in ids],
+            "title": [f"O'Neil {i}" for i in ids],
+            "order_date": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 300) for i in ids],
+            "status": ["completed" if i % 4 else "returned" for i in ids],
+            "payment_count": pl.Series([i % 3 for i in ids], dtype=pl.UInt32),
+            "amount_cents": [i * 101 for i in ids],
+            "value": [i * 1.01 + value_offset for i in ids],
+        },
+        schema_overrides={"order_id": pl.Int64, "customer_id": pl.Int64, "amount_cents": pl.Int64},
+    )
+
+
+async def sync(
+    dsn: str, table: str, frame: pl.DataFrame, stop: asyncio.Event | None = None
+) -> tuple[Plan, list[RecordResult], dict[str, object]]:
+    destination = PostgresDestination(dsn, table)
+    results: list[RecordResult] = []
+    try:
+        plan = await destination.plan(frame, NO_CUSTOMERS)
+        await destination.apply(plan, results.append, stop or asyncio.Event())
+    finally:
+        await destination.aclose()
+    return plan, results, destination.usage()
+
+
+def rows(dsn: str, table: str) -> dict[int, tuple[Any, ...]]:
+    """order_id -> (xmin, value, title): xmin changes exactly when a row is rewritten."""
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(f"SELECT order_id, xmin::text, value, title FROM {table}").fetchall()  # noqa: S608
+    return {r[0]: tuple(r[1:]) for r in found}
+
+
+def table_exists(dsn: str, table: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", [table]).fetchone()
+    return row is not None and row[0] is not None
+
+
+def execute(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[call-overload]
+
+
+async def test_initial_sync_creates_the_table_and_inserts_every_row(pg: PgServer, table: str) -> None:
+    frame = orders(50)
+    plan, results, usage = await sync(pg.dsn, table, frame)
+    (entity,) = plan.entities
+    assert (entity.creates.height, entity.updates.height, entity.unchanged) == (50, 0, 0)
+    assert [r.outcome for r in results] == ["ok"] * 50
+    assert {r.action for r in results} == {"create"}
+    assert results[0].external_id == "1"
+    assert results[0].destination_id == 1
+    assert usage["rows_inserted"] == 50
+    assert usage["rows_updated"] == 0
+    with psycopg.connect(pg.dsn) as conn:
+        back = conn.execute(f"SELECT first_name, last_name, value FROM {table} WHERE order_id = 3").fetchone()  # noqa: S608
+    assert back is not None
+    assert back[0] == ""
+    assert back[1] == "O'Neil, Jr."
+    assert float(back[2]) == 3.03
+
+
+async def test_resync_without_changes_rewrites_nothing(pg: PgServer, table: str) -> None:
+    await sync(pg.dsn, table, orders(40))
+    before = rows(pg.dsn, table)
+    plan, results, usage = await sync(pg.dsn, table, orders(40))
+    assert plan.writes == 0
+    assert plan.entities[0].unchanged == 40
+    assert results == []
+    assert usage["rows_inserted"] == 0
+    assert usage["rows_updated"] == 0
+    assert rows(pg.dsn, table) == before  # same xmin: no row was rewritten
+
+
+async def test_k_changed_rows_are_updated_new_rows_inserted_and_others_untouched(pg: PgServer, table: str) -> None:
+    await sync(pg.dsn, table, orders(30))
+    before = rows(pg.dsn, table)
+    changed = orders(30).with_columns(
+        value=pl.when(pl.col("order_id").is_in([4, 9, 17])).then(pl.col("value") + 1).otherwise(pl.col("value")),
+        title=pl.when(pl.col("order_id") == 9).then(pl.lit("Renamed")).otherwise(pl.col("title")),
+    )
+    frame = pl.concat([changed.filter(pl.col("order_id") > 2), orders(2, start=100)])  # 1 and 2 leave the source
+    plan, results, usage = await sync(pg.dsn, table, frame)
+    entity = plan.entities[0]
+    assert sorted(entity.updates["order_id"].to_list()) == [4, 9, 17]
+    assert entity.creates["order_id"].to_list() == [100, 101]
+    assert entity.unchanged == 28 - 3
+    row9 = entity.updates.filter(pl.col("order_id") == 9).row(0, named=True)
+    assert sorted(row9["changed"]) == ["title", "value"]
+    assert row9["old_title"] == "O'Neil 9"
+    assert usage["rows_updated"] == 3
+    assert usage["rows_inserted"] == 2
+    assert sorted((r.action, r.external_id) for r in results) == [
+        ("create", "100"), ("create", "101"), ("update", "17"), ("update", "4"), ("update", "9"),
+    ]  # fmt: skip
+    after = rows(pg.dsn, table)
+    rewritten = {k for k in before if after[k][0] != before[k][0]}
+    assert rewritten == {4, 9, 17}  # unchanged rows, and rows gone from the source, keep their xmin
+    assert after[1] == before[1]
+    assert after[9][2] == "Renamed"
+
+
+async def test_value_is_stored_to_the_cent_so_float_noise_is_not_a_change(pg: PgServer, table: str) -> None:
+    await sync(pg.dsn, table, orders(5))
+    plan, _, _ = await sync(pg.dsn, table, orders(5, value_offset=1e-9))
+    assert plan.writes == 0
+
+
+async def test_a_failing_row_rolls_back_the_whole_run(pg: PgServer, table: str) -> None:
+    """A trigger rejecting one row mid-upsert: every planned row is reported failed and the table is unchanged."""
+    await sync(pg.dsn, table, orders(20))
+    execute(
+        pg.dsn,
+        f"CREATE FUNCTION {table}_reject() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.order_id = 15 THEN RAISE EXCEPTION 'order 15 is frozen'; END IF; RETURN NEW; END $$; "
+        f"CREATE TRIGGER reject BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_reject()",
+    )
+    before = rows(pg.dsn, table)
+    _, results, usage = await sync(pg.dsn, table, pl.concat([orders(20, value_offset=5), orders(3, start=50)]))
+    assert len(results) == 23
+    assert {r.outcome for r in results} == {"failed"}
+    error = results[0].error or ""
+    assert "order 15 is frozen" in error
+    assert "\n" not in error
+    assert PASSWORD not in error
+    assert usage["rows_inserted"] == 0
+    assert rows(pg.dsn, table) == before
+
+
+async def test_stop_before_apply_rolls_back_and_reports_skipped(pg: PgServer, table: str) -> None:
+    stop = asyncio.Event()
+    stop.set()
+    _, results, _ = await sync(pg.dsn, table, orders(10), stop)
+    assert len(results) == 10
+    assert {r.outcome for r in results} == {"skipped"}
+    assert not table_exists(pg.dsn, table)  # even the table creation was rolled back
+
+
+async def test_stop_during_a_long_upsert_cancels_it_on_the_server(pg: PgServer, table: str) -> None:
+    await sync(pg.dsn, table, orders(5))
+    execute(
+        pg.dsn,
+        f"CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"PERFORM pg_sleep(60); RETURN NEW; END $$; "
+        f"CREATE TRIGGER slow BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_slow()",
+    )
+    before = rows(pg.dsn, table)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sync(pg.dsn, table, orders(5, value_offset=1), stop))
+    async with await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True) as watcher:
+        while not task.done():  # wait until the upsert is running in the server, then ask to stop
+            cur = await watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH written AS%%'")
+            found = await cur.fetchone()
+            if found and found[0]:
+                break
+            await asyncio.sleep(0.05)
+    stop.set()
+    _, results, _ = await task
+    assert {r.outcome for r in results} == {"skipped"}
+    assert len(results) == 5
+    assert rows(pg.dsn, table) == before
+
+
+async def test_dry_run_plans_without_writing_anything(pg: PgServer, table: str) -> None:
+    destination = PostgresDestination(pg.dsn, table)
+    plan = await destination.plan(orders(10), NO_CUSTOMERS)
+    await destination.aclose()
+    assert plan.writes == 10
+    assert plan.notes
+    assert not table_exists(pg.dsn, table)
+    await sync(pg.dsn, table, orders(10))
+    before = rows(pg.dsn, table)
+    destination = PostgresDestination(pg.dsn, table)
+    plan = await destination.plan(orders(10, value_offset=2), NO_CUSTOMERS)
+    await destination.aclose()
+    assert plan.entities[0].updates.height == 10
+    assert rows(pg.dsn, table) == before
+
+
+@pytest.mark.parametrize("name", ["orders; drop table x", "a.b.c", "1orders", "", "ord-ers"])
+def test_an_invalid_table_name_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"destination\.table"):
+        PostgresDestination("host=127.0.0.1", name)
+
+
+def test_a_missing_dsn_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.POSTGRES_DSN_ENV, raising=False)
+    with pytest.raises(ConfigError, match=config.POSTGRES_DSN_ENV):
+        config.postgres_dsn()
+
+
+def test_a_malformed_dsn_is_a_config_error_that_hides_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        PostgresDestination("host=h password=se cret", "orders")
+    assert "cret" not in str(caught.value)
+
+
+async def test_an_unreachable_server_is_a_clear_error_without_the_password(pg: PgServer, table: str) -> None:
+    destination = PostgresDestination(pg.dsn_for(port=1), table)
+    with pytest.raises(ConfigError, match="cannot connect to PostgreSQL") as caught:
+        await destination.plan(orders(1), NO_CUSTOMERS)
+    assert PASSWORD not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)
+    await destination.aclose()
+
+
+@pytest.mark.parametrize("form", ["keywords", "url"])
+async def test_a_wrong_password_is_an_auth_error_that_never_shows_it(pg: PgServer, table: str, form: str) -> None:
+    secret = "wrong-Secret-123"
+    dsn = pg.dsn_for(password=secret) if form == "keywords" else f"postgresql://postgres:{secret}@127.0.0.1:{pg.port}/x"
+    destination = PostgresDestination(dsn, table)
+    with pytest.raises(AuthError) as caught:
+        await destination.plan(orders(1), NO_CUSTOMERS)
+    assert secret not in str(caught.value)
+    assert "authentication failed" in str(caught.value)
+
+
+async def test_an_existing_table_without_our_columns_or_key_is_refused(pg: PgServer, table: str) -> None:
+    execute(pg.dsn, f"CREATE TABLE {table} (order_id bigint PRIMARY KEY, title text)")
+    with pytest.raises(ConfigError, match="lacks column"):
+        await sync(pg.dsn, table, orders(2))
+    other = table + "_nokey"
+    columns = "order_id bigint, customer_id bigint, first_name text, last_name text, title text, order_date date"
+    execute(
+        pg.dsn, f"CREATE TABLE {other} ({columns}, status text, payment_count int, amount_cents bigint, value real)"
+    )
+    with pytest.raises(ConfigError, match="unique index on order_id"):
+        await sync(pg.dsn, other, orders(2))
+
+
+async def test_duplicate_order_ids_in_the_frame_are_a_data_error(pg: PgServer, table: str) -> None:
+    with pytest.raises(DataError, match="order_id"):
+        await sync(pg.dsn, table, pl.concat([orders(3), orders(1)]))
