@@ -59,9 +59,11 @@ def desired_deals(combined: Frame, currency: str) -> pl.DataFrame:
 def remote_deals_with_person_keys(remote_deals: Frame, remote_persons: Frame) -> pl.DataFrame:
     """Add `person_external_id` to remote deals: their person_id mapped through the remote persons' external ids."""
     persons = remote_persons.lazy().select(
-        pl.col("id").alias("person_id"), pl.col("external_id").str.strip_chars().alias("person_external_id")
+        pl.col("id").cast(pl.Int64).alias("person_id"),
+        pl.col("external_id").cast(pl.Utf8).str.strip_chars().alias("person_external_id"),
     )
-    return remote_deals.lazy().join(persons, on="person_id", how="left", maintain_order="left").collect()
+    deals = remote_deals.lazy().with_columns(pl.col("person_id").cast(pl.Int64))
+    return deals.join(persons, on="person_id", how="left", maintain_order="left").collect()
 
 
 def diff(
@@ -81,7 +83,9 @@ def diff(
     if key not in columns or any(c not in columns for c in compare):
         raise DataError(f"{entity}: desired frame lacks the key '{key}' or a compared column of {list(compare)}")
     desired_df = want.collect()
-    remote_all = remote.lazy().select(pl.col("id"), pl.col(key).str.strip_chars(), *[pl.col(c) for c in compare])
+    remote_all = remote.lazy().select(
+        pl.col("id").cast(pl.Int64), pl.col(key).cast(pl.Utf8).str.strip_chars(), *[pl.col(c) for c in compare]
+    )
     remote_df = remote_all.filter(pl.col(key).is_not_null()).collect()
     null_keys = remote_all.select(pl.len()).collect().item() - remote_df.height  # not ours: orphans, untouched
 
@@ -157,7 +161,9 @@ def person_id_map(remote_persons: Frame, created: Frame | None = None) -> pl.Dat
 
     A duplicated remote external id maps to its lowest id, so deals of that customer link deterministically.
     """
-    frames = [remote_persons.lazy().select(pl.col("external_id").str.strip_chars(), pl.col("id").cast(pl.Int64))]
+    frames = [
+        remote_persons.lazy().select(pl.col("external_id").cast(pl.Utf8).str.strip_chars(), pl.col("id").cast(pl.Int64))
+    ]
     if created is not None:
         frames.append(created.lazy().select(pl.col("external_id").cast(pl.Utf8), pl.col("id").cast(pl.Int64)))
     return (

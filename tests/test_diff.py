@@ -220,6 +220,17 @@ def test_empty_remote_makes_everything_a_create() -> None:
     assert (plan.creates.height, plan.updates.height, plan.unchanged, plan.orphans) == (3, 0, 0, 0)
 
 
+def test_untyped_empty_remote_frames_are_accepted() -> None:
+    """An empty read may come back without dtypes (all Null columns)."""
+    empty = pl.DataFrame({"id": [], "name": [], "external_id": []})
+    plan = diff_persons(persons(["1", "2", "3"], ["A", "B", "C"]), empty)
+    assert plan.creates.height == 3
+    no_deals = pl.DataFrame({c: [] for c in ("id", "title", "value", "currency", "person_id", "external_id")})
+    deal_plan = diff_deals(deals(["1"], ["t"], [1.0], ["1"]), no_deals, empty)
+    assert deal_plan.creates.height == 1
+    assert person_id_map(empty).height == 0
+
+
 def test_deal_linked_to_the_wrong_person_is_an_update_of_only_that_field() -> None:
     want = deals(["100", "101", "102"], ["Lee Ann", "Ray Bob", "Ünal Zoë"], [1.0, 2.0, 3.0], ["1", "2", "3"])
     people = remote_persons([10, 11, 12], ["1", "2", None], ["Ann Lee", "Bob Ray", "Zoë Ünal"])
