@@ -195,3 +195,18 @@ def test_every_copied_source_exists_and_is_in_the_build_context(stages: list[Sta
             for source in sources:
                 assert (ROOT / source).exists(), f"COPY {source}: missing from the repository"
                 assert not _ignored(source.rstrip("/"), patterns), f"COPY {source}: excluded by .dockerignore"
+
+
+def test_ci_lints_type_checks_tests_and_builds_and_runs_the_image() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    commands = {
+        name: " ; ".join(str(step.get("run", "")) for step in job["steps"]) for name, job in workflow["jobs"].items()
+    }
+    assert "ruff check" in commands["lint"]
+    assert "ruff format --check" in commands["lint"]
+    assert "mypy" in commands["typecheck"]
+    assert "bash .ci/run" in commands["tests"]
+    build = [s for s in workflow["jobs"]["image"]["steps"] if str(s.get("uses", "")).startswith("docker/build-push")]
+    assert build, "the image job builds the Dockerfile"
+    assert build[0]["with"]["push"] is False
+    assert "--network none" in commands["image"]  # the offline demo is proven in the built image
