@@ -129,6 +129,7 @@ def test_display_uri_drops_userinfo_query_and_fragment() -> None:
     assert display_uri("https://user:pw@host.test:8443/a/b.csv?token=s3cret#x") == "https://host.test:8443/a/b.csv"
     assert display_uri("/data/orders.csv") == "/data/orders.csv"
     assert display_uri("s3://bucket/key.csv") == "s3://bucket/key.csv"
+    assert display_uri("https://user:pw@[::1/x?k=s") == "https://<invalid URL>"
 
 
 def test_html_sniffing_sees_doctype_and_html_after_bom_and_space() -> None:

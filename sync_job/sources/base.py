@@ -29,12 +29,15 @@ class Source(Protocol):
 
 def display_uri(uri: str) -> str:
     """The URI safe to print: no user:password@, no query string or fragment (they may carry tokens)."""
-    parts = urlsplit(uri)
-    if not parts.scheme or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(uri)
+        if not parts.scheme or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
+            return uri
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a bad port: show nothing that might be secret
+        return f"{uri.partition(':')[0]}://<invalid URL>"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
@@ -45,8 +48,10 @@ def label(name: str, uri: str) -> str:
 
 def scheme_of(uri: str) -> str:
     """'local', 'http' or 's3' for a configured source; anything else is returned as the raw scheme."""
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
+    try:
+        scheme = urlsplit(uri).scheme.lower()
+    except ValueError:
+        scheme = uri.partition("://")[0].lower() if "://" in uri else ""
     if not scheme or len(scheme) == 1 or scheme == "file":
         return "local"
     if scheme in ("http", "https"):

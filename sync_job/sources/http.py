@@ -77,6 +77,8 @@ def _describe(exc: Exception) -> str:
         return "connection closed before the body was complete (truncated download)"
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect to the server"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "invalid URL (needs http:// or https:// and a host)"
     return f"network error ({type(exc).__name__})"
 
 
@@ -106,7 +108,9 @@ class HttpSource:
         except (TransientError, httpx.TransportError) as exc:
             times = "once" if tried == 1 else f"{tried} times"
             raise SourceError(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
-        except httpx.HTTPError as exc:  # e.g. an invalid URL, too many redirects
+        except httpx.InvalidURL:
+            raise SourceError(f"{label(name, uri)}: invalid URL") from None
+        except httpx.HTTPError as exc:  # e.g. too many redirects
             raise SourceError(f"{label(name, uri)}: {type(exc).__name__}") from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
