@@ -1,0 +1,123 @@
+"""What a run shows a person: rich progress bars and tables on a terminal, one JSON log line per event otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sync_job.report import RunReport
+
+log = logging.getLogger("sync_job.run")
+
+
+class RunConsole:
+    """One object the sync engine talks to; it decides between rich output and JSON events."""
+
+    def __init__(self, rich_output: bool) -> None:
+        self.rich = rich_output
+        self.console = Console(stderr=True)
+        self._progress: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+
+    def event(self, message: str, **fields: Any) -> None:
+        """A structured event: a JSON line in a CronJob, a log line on a terminal."""
+        log.info(message, extra={"fields": {"event": message, **fields}})
+
+    @contextmanager
+    def progress(self) -> Iterator[None]:
+        if not self.rich:
+            yield
+            return
+        with Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        ) as progress:
+            self._progress = progress
+            try:
+                yield
+            finally:
+                self._progress, self._tasks = None, {}
+
+    def advance(self, name: str, n: int = 1, total: int | None = None) -> None:
+        """Move the named bar by n (reading pages or applying records); a no-op off a terminal."""
+        if self._progress is None:
+            return
+        if name not in self._tasks:
+            self._tasks[name] = self._progress.add_task(name, total=total)
+        elif total is not None:
+            self._progress.update(self._tasks[name], total=total)
+        self._progress.advance(self._tasks[name], n)
+
+    def show_plan(self, summary: dict[str, Any]) -> None:
+        if not self.rich:
+            self.event("plan", **summary)
+            return
+        table = Table(title="Plan (dry run: nothing sent)")
+        for column in ("entity", "creates", "updates", "unchanged", "remote duplicates", "remote only"):
+            table.add_column(column, justify="right" if column != "entity" else "left")
+        for entity in summary.get("entities", []):
+            table.add_row(
+                entity["entity"],
+                str(entity["creates"]),
+                str(entity["updates"]),
+                str(entity["unchanged"]),
+                str(entity["duplicates"]),
+                str(entity.get("orphans", 0)),
+            )
+        self.console.print(table)
+        for entity in summary.get("entities", []):
+            for sample in entity.get("sample_creates", []):
+                self.console.print(f"  + {entity['entity']} {sample}")
+            for sample in entity.get("sample_updates", []):
+                self.console.print(f"  ~ {entity['entity']} {sample}")
+        if summary.get("estimated_tokens") is not None:
+            self.console.print(
+                f"Estimated API tokens: {summary['estimated_tokens']}, "
+                f"time at the rate limit: {summary.get('estimated_seconds', 0):.0f} s"
+            )
+
+    def show_summary(self, report: RunReport) -> None:
+        if not self.rich:
+            self.event(
+                "run finished",
+                status=report.status,
+                exit_code=report.exit_code,
+                counts=report.counts,
+                failures=report.failures_total,
+                report=report.paths.get("report"),
+            )
+            return
+        table = Table(title=f"sync-job run {report.run_id}: {report.status}")
+        table.add_column("entity")
+        table.add_column("action:outcome")
+        table.add_column("records", justify="right")
+        for entity, counts in report.counts.items():
+            for key, n in counts.items():
+                table.add_row(entity, key, str(n))
+        for entity in report.plan.get("entities", []):
+            table.add_row(entity["entity"], "unchanged", str(entity["unchanged"]))
+        self.console.print(table)
+        if report.failures_total:
+            self.console.print(
+                f"[red]{report.failures_total} record(s) failed[/red] "
+                f"({report.repeated_failures} also failed in the previous run); see {report.paths.get('results')}"
+            )
+        if report.message:
+            self.console.print(report.message)
+        api = report.api
+        if api:
+            self.console.print(
+                f"API: {api.get('requests_total', '?')} requests, {api.get('status_429', 0)} answered 429, "
+                f"{api.get('retries', 0)} retries, {api.get('tokens_used', '?')} tokens"
+            )
+        self.console.print(f"Report: {report.paths.get('report')}")

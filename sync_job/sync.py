@@ -1,0 +1,174 @@
+"""The one place that wires fetch, transform, read, diff, apply and report into a run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from sync_job import combined as combined_module
+from sync_job import fetch, lock, shutdown
+from sync_job.config import Settings, api_token, postgres_dsn
+from sync_job.console import RunConsole
+from sync_job.destinations.base import Destination, Plan, RecordResult
+from sync_job.diff import plan_summary
+from sync_job.errors import EXIT_OK, EXIT_PARTIAL, BudgetExhausted
+from sync_job.report import Phases, ResultCollector, RunReport, new_run_id, write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    dry_run: bool = False
+    max_tokens: int | None = None
+    rich_output: bool = False
+    # The demo and tests point a run at an in-process sandbox; production leaves these unset.
+    token: str | None = None
+    base_url: str | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    grace_seconds: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    exit_code: int
+    report: RunReport
+    report_path: Path
+
+
+def transform(settings: Settings) -> combined_module.TransformResult:
+    """Fetch the sources and write WORKDIR/combined.csv; no destination access."""
+    fetched = fetch.fetch_all_sync(settings)
+    paths = {name: source.path for name, source in fetched.items()}
+    return combined_module.build_combined(paths, settings.workdir, settings.value)
+
+
+def run(settings: Settings, options: RunOptions) -> RunOutcome:
+    """One complete run under the workdir lock; a fatal input error raises before any write."""
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    with lock.workdir_lock(settings.workdir):
+        return asyncio.run(_run(settings, options))
+
+
+async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
+    ui = RunConsole(options.rich_output)
+    report = RunReport(run_id=new_run_id(), destination=settings.destination.kind, dry_run=options.dry_run)
+    phases = Phases()
+    # Credentials are checked first: a missing token must fail before minutes of fetching.
+    destination = _open_destination(settings, options, ui)
+    try:
+        async with shutdown.Shutdown() as stopper:
+            with phases.timed("fetch"):
+                fetched = await fetch.fetch_all(settings)
+            ui.event(
+                "fetched", sources={n: {"path": str(s.path), "downloaded": s.downloaded} for n, s in fetched.items()}
+            )
+            with phases.timed("transform"):
+                paths = {name: source.path for name, source in fetched.items()}
+                result = await asyncio.to_thread(
+                    combined_module.build_combined, paths, settings.workdir, settings.value
+                )
+                combined = await asyncio.to_thread(combined_module.read_combined, result.combined_path)
+                customers = await asyncio.to_thread(combined_module.read_customers, result.customers_path)
+            report.transform = {
+                "orders": result.rows,
+                "customers": result.customers,
+                "rejected_orders": result.rejected_orders,
+                "rejected_payments": result.rejected_payments,
+            }
+            report.paths.update(combined=str(result.combined_path), rejected=str(result.rejected_dir))
+            ui.event("transformed", **report.transform, combined=str(result.combined_path))
+            with ui.progress():
+                with phases.timed("read_and_diff"):
+                    plan = await destination.plan(combined, customers)
+                report.plan = plan_summary(plan)
+                if options.dry_run:
+                    ui.show_plan(report.plan)
+                    report.status, report.exit_code = "dry_run", EXIT_OK
+                else:
+                    await _apply(destination, plan, report, settings, phases, ui, stopper)
+    finally:
+        report.api = destination.usage()
+        await destination.aclose()
+        report.durations = phases.durations
+    path = write_report(report, settings.workdir)
+    ui.show_summary(report)
+    return RunOutcome(report.exit_code, report, path)
+
+
+async def _apply(
+    destination: Destination,
+    plan: Plan,
+    report: RunReport,
+    settings: Settings,
+    phases: Phases,
+    ui: RunConsole,
+    stopper: shutdown.Shutdown,
+) -> None:
+    collector = ResultCollector(settings.workdir / "state")
+    total = plan.writes
+
+    def on_result(result: RecordResult) -> None:
+        collector(result)
+        ui.advance("applying", 1, total=total)
+        if result.outcome == "failed":
+            log.warning(
+                "%s %s %s failed: %s",
+                result.entity,
+                result.action,
+                result.external_id,
+                result.error,
+                extra={
+                    "fields": {
+                        "entity": result.entity,
+                        "external_id": result.external_id,
+                        "action": result.action,
+                        "status": result.status,
+                    }
+                },
+            )
+
+    budget_message = ""
+    with phases.timed("apply"):
+        try:
+            await destination.apply(plan, on_result, stopper.stop)
+        except BudgetExhausted as exc:
+            budget_message = str(exc)
+    results_path = collector.write(settings.workdir / "results", report.run_id, report)
+    report.paths["results"] = str(results_path)
+    duplicates = sum(e.duplicates.height for e in plan.entities)
+    if stopper.stop.is_set():
+        report.status, report.message = "interrupted", "interrupted: stopped taking new work on a signal"
+    elif budget_message:
+        report.status, report.message = "budget_exhausted", f"partial: {budget_message}"
+    elif collector.failed:
+        report.status, report.message = "partial", f"partial: {collector.failed} record(s) failed"
+    elif duplicates:
+        report.status = "partial"
+        report.message = f"partial: {duplicates} external id(s) exist more than once in the destination: left alone"
+    else:
+        report.status = "ok"
+    report.exit_code = EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+
+
+def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -> Destination:
+    if settings.destination.kind == "postgres":
+        from sync_job.destinations.postgres import PostgresDestination
+
+        return PostgresDestination(postgres_dsn(), settings.destination.table)
+    from sync_job.destinations.pipedrive import PipedriveDestination
+    from sync_job.pipedrive.client import PipedriveClient, make_http_client
+
+    token = options.token or api_token()
+    pd = settings.pipedrive
+    http = make_http_client(
+        options.base_url or settings.base_url, pd.concurrency, pd.timeout_seconds, transport=options.transport
+    )
+    client = PipedriveClient(
+        http, token, concurrency=pd.concurrency, max_attempts=pd.max_attempts, max_tokens=options.max_tokens
+    )
+    return PipedriveDestination(client, pd, dry_run=options.dry_run, ui=ui)
