@@ -198,7 +198,7 @@ async def test_stop_during_a_long_upsert_cancels_it_on_the_server(pg: PgServer, 
     task = asyncio.create_task(sync(pg.dsn, table, orders(5, value_offset=1), stop))
     async with await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True) as watcher:
         while not task.done():  # wait until the upsert is running in the server, then ask to stop
-            cur = await watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH written AS%%'")
+            cur = await watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE %%'")
             found = await cur.fetchone()
             if found and found[0]:
                 break

@@ -1,0 +1,144 @@
+"""Benchmark: sync 1,000,000 combined orders into an empty PostgreSQL table, then re-sync with 1% changed.
+
+Usage: .venv/bin/python bench/postgres.py [--rows N] [--seed S] [--dsn DSN]
+Without --dsn it starts a throwaway server (tests/pg_server.py, default durability: fsync on). The reference is a
+plain `COPY` of the same rows into an empty table of the same definition (primary key included), in one
+transaction. Prints time and rows written for each run and the ratio to the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pg_server import PgServer, find_bin_dir
+
+from sync_job.destinations.base import RecordResult
+from sync_job.destinations.postgres import PostgresDestination
+from sync_job.destinations.postgres_sql import COLUMNS, KEY
+
+NO_CUSTOMERS = pl.DataFrame(schema={"id": pl.Int64, "first_name": pl.Utf8, "last_name": pl.Utf8})
+
+
+def combined_frame(rows: int, seed: int) -> pl.DataFrame:
+    """A combined frame shaped like the transform's output, seeded and built in memory."""
+    first = pl.Series(["Ann", "Bob", "Zoë", "Émile", "Li", "Mary Jo", "Jürgen", "O'Neil"])
+    last = pl.Series(["Lee", "Ray", "Ünal", "Dubois", "Wang", "Smith-Jones", "Müller", "Nguyen"])
+    statuses = pl.Series(["completed", "shipped", "placed", "returned", "return_pending"])
+    n = pl.int_range(0, rows, eager=True, dtype=pl.Int64)
+    customer = (n.hash(seed) % max(1, rows // 5)).cast(pl.Int64)
+    amount = (n.hash(seed + 4) % 100_000).cast(pl.Int64)
+    frame = pl.DataFrame(
+        {
+            "order_id": n + 1,
+            "customer_id": customer + 1,
+            "first_name": first.gather(customer % 8),
+            "last_name": last.gather((customer // 8) % 8),
+            "order_date": (n.hash(seed + 1) % 700).cast(pl.Int32) + 19723,  # days since 1970: from 2024-01-01
+            "status": statuses.gather((n.hash(seed + 2) % statuses.len()).cast(pl.Int64)),
+            "payment_count": (n.hash(seed + 3) % 4).cast(pl.UInt32),
+            "amount_cents": amount,
+            "value": amount / 100,
+        }
+    ).with_columns(pl.col("order_date").cast(pl.Date))
+    return frame.select(
+        "order_id", "customer_id", "first_name", "last_name",
+        pl.concat_str("last_name", "first_name", separator=" ").alias("title"),
+        "order_date", "status", "payment_count", "amount_cents", "value",
+    )  # fmt: skip
+
+
+def change(frame: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, int]:
+    """The frame with `fraction` of its rows changed (status and value), and how many rows that is."""
+    pick = (pl.col("order_id").hash(seed + 99) % round(1 / fraction)) == 0
+    changed = frame.with_columns(
+        status=pl.when(pick).then(pl.lit("returned")).otherwise("status"),
+        value=pl.when(pick).then(pl.col("value") + 1).otherwise("value"),
+    )
+    return changed, frame.filter(pick).height
+
+
+async def reference_copy(dsn: str, frame: pl.DataFrame) -> float:
+    """Seconds for a plain COPY of the rows into an empty table with the same definition, committed."""
+    table = sql.Identifier("bench_reference")
+    columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in COLUMNS.items())
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        await conn.execute(
+            sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(table, columns, sql.Identifier(KEY))
+        )
+        await conn.commit()
+        started = time.perf_counter()
+        async with (
+            conn.cursor() as cur,
+            cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, names)) as copy,
+        ):
+            for chunk in frame.iter_slices(100_000):
+                await copy.write(chunk.write_csv(None, include_header=False))
+        await conn.commit()
+        return time.perf_counter() - started
+
+
+async def sync_once(dsn: str, table: str, frame: pl.DataFrame) -> tuple[float, dict[str, object], Counter[str]]:
+    outcomes: Counter[str] = Counter()
+
+    def on_result(result: RecordResult) -> None:
+        outcomes[f"{result.action}:{result.outcome}"] += 1
+
+    destination = PostgresDestination(dsn, table)
+    started = time.perf_counter()
+    try:
+        plan = await destination.plan(frame, NO_CUSTOMERS)
+        await destination.apply(plan, on_result, asyncio.Event())
+    finally:
+        await destination.aclose()
+    return time.perf_counter() - started, destination.usage(), outcomes
+
+
+async def bench(dsn: str, rows: int, seed: int) -> None:
+    frame = combined_frame(rows, seed)
+    changed, expected = change(frame, 0.01, seed)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("DROP TABLE IF EXISTS bench_orders")
+    copy_seconds = await reference_copy(dsn, frame)
+    print(f"reference: plain COPY of {rows:,} rows into an empty table: {copy_seconds:.2f} s")
+    runs = [("initial sync into an empty table", frame), (f"re-sync, 1% changed ({expected:,} rows)", changed),
+            ("re-sync, nothing changed", changed)]  # fmt: skip
+    for label, desired in runs:
+        seconds, usage, outcomes = await sync_once(dsn, "bench_orders", desired)
+        written = int(str(usage["rows_inserted"])) + int(str(usage["rows_updated"]))
+        print(
+            f"{label}: {seconds:.2f} s ({seconds / copy_seconds:.2f}x COPY), rows written {written:,} "
+            f"(inserted {usage['rows_inserted']:,}, updated {usage['rows_updated']:,}, "
+            f"unchanged {usage['rows_unchanged']:,}); phases {usage['seconds']}; results {dict(outcomes)}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dsn", help="an existing server's connection string (default: start a throwaway one)")
+    args = parser.parse_args()
+    if args.dsn:
+        asyncio.run(bench(args.dsn, args.rows, args.seed))
+        return
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        sys.exit("bench/postgres.py: no PostgreSQL server binary found; pass --dsn or install `postgresql`")
+    with PgServer(bin_dir, durable=True) as server:
+        asyncio.run(bench(server.dsn, args.rows, args.seed))
+
+
+if __name__ == "__main__":
+    main()
