@@ -19,12 +19,11 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from pg_server import PgServer, find_bin_dir
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: bench reuses tests/pg_server.py
 from sync_job.destinations.base import RecordResult
 from sync_job.destinations.postgres import PostgresDestination
 from sync_job.destinations.postgres_sql import COLUMNS, KEY
+from tests.pg_server import PgServer, find_bin_dir
 
 NO_CUSTOMERS = pl.DataFrame(schema={"id": pl.Int64, "first_name": pl.Utf8, "last_name": pl.Utf8})
 

@@ -12,12 +12,12 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
-from pg_server import NO_SERVER_REASON, PASSWORD, PgServer, find_bin_dir
 
 from sync_job import config
 from sync_job.destinations.base import Plan, RecordResult
 from sync_job.destinations.postgres import PostgresDestination
 from sync_job.errors import AuthError, ConfigError, DataError
+from tests.pg_server import NO_SERVER_REASON, PASSWORD, PgServer, find_bin_dir
 
 NO_CUSTOMERS = pl.DataFrame(schema={"id": pl.Int64, "first_name": pl.Utf8, "last_name": pl.Utf8})
 
