@@ -280,3 +280,10 @@ async def test_an_existing_table_without_our_columns_or_key_is_refused(pg: PgSer
 async def test_duplicate_order_ids_in_the_frame_are_a_data_error(pg: PgServer, table: str) -> None:
     with pytest.raises(DataError, match="order_id"):
         await sync(pg.dsn, table, pl.concat([orders(3), orders(1)]))
+
+
+async def test_a_value_too_large_for_the_column_is_a_data_error_and_writes_nothing(pg: PgServer, table: str) -> None:
+    frame = orders(3).with_columns(value=pl.when(pl.col("order_id") == 2).then(1e20).otherwise(pl.col("value")))
+    with pytest.raises(DataError, match=table):
+        await sync(pg.dsn, table, frame)
+    assert not table_exists(pg.dsn, table)
