@@ -18,23 +18,21 @@ TOKEN = "conformance-token"
 @pytest.fixture(scope="module")
 def api() -> Iterator[tuple[httpx.Client, str, str]]:
     """A sandbox with a person field, a deal field, one person and one won deal."""
-    with Sandbox(SandboxOptions(token=TOKEN, burst=10_000, search_burst=10_000)) as sandbox:
-        with httpx.Client(base_url=sandbox.url, headers={"x-api-token": TOKEN}) as client:
-            person_code = client.post(
-                "/api/v2/personFields", json={"field_name": "CustomerID", "field_type": "varchar"}
-            )
-            deal_code = client.post("/api/v2/dealFields", json={"field_name": "OrderID", "field_type": "varchar"})
-            pcode, dcode = person_code.json()["data"]["field_code"], deal_code.json()["data"]["field_code"]
-            person = client.post(
-                "/api/v2/persons",
-                json={"name": "Ann Lee", "emails": [{"value": "ann@example.com"}], "custom_fields": {pcode: "C-1"}},
-            ).json()["data"]
-            client.post(
-                "/api/v2/deals",
-                json={"title": "Lee Ann", "value": 120, "currency": "EUR", "person_id": person["id"],
-                      "status": "won", "custom_fields": {dcode: "O-1"}},
-            )  # fmt: skip
-            yield client, pcode, dcode
+    options = SandboxOptions(token=TOKEN, burst=10_000, search_burst=10_000)
+    with Sandbox(options) as sandbox, httpx.Client(base_url=sandbox.url, headers={"x-api-token": TOKEN}) as client:
+        person_code = client.post("/api/v2/personFields", json={"field_name": "CustomerID", "field_type": "varchar"})
+        deal_code = client.post("/api/v2/dealFields", json={"field_name": "OrderID", "field_type": "varchar"})
+        pcode, dcode = person_code.json()["data"]["field_code"], deal_code.json()["data"]["field_code"]
+        person = client.post(
+            "/api/v2/persons",
+            json={"name": "Ann Lee", "emails": [{"value": "ann@example.com"}], "custom_fields": {pcode: "C-1"}},
+        ).json()["data"]
+        client.post(
+            "/api/v2/deals",
+            json={"title": "Lee Ann", "value": 120, "currency": "EUR", "person_id": person["id"],
+                  "status": "won", "custom_fields": {dcode: "O-1"}},
+        )  # fmt: skip
+        yield client, pcode, dcode
 
 
 CALLS: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = [

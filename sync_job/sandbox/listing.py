@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -159,7 +158,7 @@ def search_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tu
         offset = int(decode_cursor(query["cursor"], "result", "asc")["id"])
     with store.lock:
         index = store.search[entity]
-        index.catch_up(time.monotonic())
+        index.catch_up(store.clock())
         hits = index.search(term, groups, exact=exact, filters=filters)
         chunk = hits[offset : offset + limit]
         items = [{"result_score": score, "item": index.result_item(rid, term, groups)} for score, rid in chunk]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sync_job.sandbox import validate
@@ -25,6 +26,7 @@ class Store:
         self.tables: dict[Entity, Table] = {e: Table(e) for e in ENTITIES}
         self.search: dict[Entity, SearchIndex] = {e: SearchIndex(e) for e in ENTITIES}
         self.search_lag_seconds = 0.0
+        self.clock: Callable[[], float] = time.monotonic  # the search index's clock; tests may replace it
         self.version = 0  # bumped by every change; the state file is rewritten when it moved
         self._last_us = 0
 
@@ -127,7 +129,7 @@ class Store:
         self.version += 1
         record = self.tables[entity].records[record_id]
         doc = None if record["is_deleted"] else self._search_doc(entity, record)
-        self.search[entity].enqueue(record_id, doc, time.monotonic() + self.search_lag_seconds)
+        self.search[entity].enqueue(record_id, doc, self.clock() + self.search_lag_seconds)
 
     def _search_doc(self, entity: Entity, record: dict[str, Any]) -> SearchDoc:
         registry = self.fields[entity]
