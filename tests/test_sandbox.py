@@ -337,7 +337,7 @@ def test_dropped_write_is_committed_but_the_response_never_arrives(sandbox: Sand
     sandbox.configure(drop_after_commit_rate=0.0)  # faults off at runtime
     assert [p["name"] for p in client.get("/api/v2/persons").json()["data"]] == ["Lost Answer"]
     stats = sandbox.stats()
-    assert (stats["dropped"], stats["writes"]) == (1, {"person.create": 1})
+    assert (stats["dropped"], stats["writes"]) == (1, {"persons.create": 1})
 
 
 def test_configure_rejects_unknown_options(sandbox: Sandbox) -> None:

@@ -110,8 +110,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:  # router 404/405: same envelope as the API
         response = _error(ApiError(exc.status, exc.reason or "Not found"))
     if request.method in ("POST", "PATCH", "DELETE") and response.status == 200 and kind:
-        segment = route.split("/")[3]
-        rt.stats.write(f"{_PLURAL.get(segment, segment)}.{kind}")
+        rt.stats.write(f"{route.split('/')[3]}.{kind}")  # "persons.create", "dealFields.field_create", ...
         if rt.faults.drop():
             rt.stats.bump("dropped")
             # Committed, but the client never hears back: cut the TCP connection (RST) mid-exchange.

@@ -37,7 +37,7 @@ class Stats:
             setattr(self, name, getattr(self, name) + 1)
 
     def snapshot(self, tokens_used: int) -> dict[str, Any]:
-        """A plain dict: writes is {"person.create": n, ...}; requests keyed by (method, route)."""
+        """A plain dict: writes is {"persons.create": n, "deals.update": n, ...}; requests keyed by (method, route)."""
         with self._lock:
             return {
                 "requests": dict(self.requests),
