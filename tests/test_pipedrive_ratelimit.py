@@ -47,12 +47,27 @@ def test_a_429_waits_for_retry_after_else_the_reset_else_a_window(headers: dict[
 
 
 def test_window_allows_limit_minus_headroom_then_waits_for_the_oldest_to_expire() -> None:
-    window = BurstWindow(limit=5, window=2.0, slack=0.05, headroom=1)
+    window = BurstWindow(limit=5, window=2.0, slack=0.05, headroom=1, smooth=False)
     for t in (0.0, 0.1, 0.2, 0.3):
         assert window.delay(t) == 0.0
         window.record(t)
     assert window.delay(0.4) == pytest.approx(1.65)  # 0.0 + 2.05 - 0.4
     assert window.delay(2.05) == 0.0
+
+
+def test_smooth_sends_are_spread_evenly_over_the_window() -> None:
+    window = BurstWindow(limit=5, window=2.0, slack=0.0, headroom=1, catch_up=0)
+    window.record(0.0)
+    assert window.delay(0.1) == pytest.approx(0.4)  # 2.0 s / 4 sends
+    assert window.delay(0.5) == 0.0
+
+
+def test_a_late_sender_may_catch_up_a_little() -> None:
+    window = BurstWindow(limit=5, window=2.0, slack=0.0, headroom=1, catch_up=2)
+    for _ in range(3):
+        assert window.delay(0.0) == 0.0
+        window.record(0.0)
+    assert window.delay(0.0) == pytest.approx(0.5)
 
 
 def test_the_limit_is_learned_from_the_headers() -> None:
@@ -90,7 +105,7 @@ def test_a_steady_sender_never_exceeds_the_limit_in_any_window() -> None:
 
 async def test_limiter_sleeps_when_the_window_is_full() -> None:
     fake = FakeTime()
-    limiter = RateLimiter(limit=3, headroom=1, slack=0.0, clock=fake.clock, sleep=fake.sleep)
+    limiter = RateLimiter(limit=3, headroom=1, slack=0.0, smooth=False, clock=fake.clock, sleep=fake.sleep)
     for _ in range(4):
         await limiter.acquire()
     assert fake.sleeps == [2.0]
@@ -99,7 +114,9 @@ async def test_limiter_sleeps_when_the_window_is_full() -> None:
 
 async def test_search_has_its_own_lower_window() -> None:
     fake = FakeTime()
-    limiter = RateLimiter(limit=100, search_limit=3, headroom=1, slack=0.0, clock=fake.clock, sleep=fake.sleep)
+    limiter = RateLimiter(
+        limit=100, search_limit=3, headroom=1, slack=0.0, smooth=False, clock=fake.clock, sleep=fake.sleep
+    )
     await limiter.acquire(search=True)
     await limiter.acquire(search=True)
     await limiter.acquire()  # ordinary requests are not held back by the search window

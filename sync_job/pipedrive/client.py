@@ -100,7 +100,8 @@ class PipedriveClient:
         cost, search, where = COSTS[kind], kind == "search", f"{method} {path}"
         async with self._sem:
             self.budget.check(cost, use_reserve=use_reserve)
-            self.stats.waited_seconds += await self.limiter.acquire(search=search)
+            waited = await self.limiter.acquire(search=search)  # not `+= await`: that loses concurrent updates
+            self.stats.waited_seconds += waited
             self.budget.check(cost, use_reserve=use_reserve)  # it may have moved while we waited
             self.budget.start(cost)
             self.stats.requests[kind] += 1
@@ -187,6 +188,8 @@ class PipedriveClient:
     def _reading(self) -> Iterator[None]:
         try:
             yield
+        except NotSent as exc:  # nothing ever got through: a wrong base URL, DNS or network, not a flaky server
+            raise ConfigError(f"cannot reach {self._base_url}: {exc.reason}") from None
         except TransientError as exc:
             raise SourceError(f"Pipedrive could not be read: {exc} (gave up after retries)") from None
         except RowError as exc:

@@ -67,13 +67,18 @@ class BurstWindow:
 
     `headroom` keeps our own traffic from ever reading `remaining: 0`, so a zero means someone else spends
     the same token and we wait for the reset. `slack` absorbs the jitter between our send time and the
-    server's arrival time, which is what the server's window counts.
+    server's arrival time, which is what the server's window counts. Sends are also spread evenly
+    (`smooth`): a window filled in one burst repeats that burst every window, and a server busy with a
+    burst admits its tail late, enough to count one request too many in its own window.
     """
 
     limit: int = DEFAULT_LIMIT
     window: float = WINDOW_SECONDS
-    slack: float = 0.03
+    slack: float = 0.05
     headroom: int = 1
+    smooth: bool = True
+    catch_up: int = 2  # sends that may go early to make up for a late wake-up (the window still caps them)
+    scheduled: float = 0.0  # when the next evenly spaced send is due
     paused_until: float = 0.0
     sent: deque[float] = field(default_factory=deque)
 
@@ -87,6 +92,9 @@ class BurstWindow:
         while self.sent and self.sent[0] <= now - span:
             self.sent.popleft()
         wait = self.paused_until - now
+        if self.smooth:
+            # virtual schedule (GCRA): a late wake-up is made up by the next sends instead of lost for good
+            wait = max(wait, self.scheduled - self.catch_up * span / self.capacity - now)
         if len(self.sent) >= self.capacity:
             # the oldest sends that must leave the window before one more fits
             wait = max(wait, self.sent[len(self.sent) - self.capacity] + span - now)
@@ -94,6 +102,7 @@ class BurstWindow:
 
     def record(self, now: float) -> None:
         self.sent.append(now)
+        self.scheduled = max(self.scheduled, now) + (self.window + self.slack) / self.capacity
 
     def pause(self, now: float, seconds: float) -> None:
         self.paused_until = max(self.paused_until, now + seconds)
@@ -118,13 +127,14 @@ class RateLimiter:
         limit: int = DEFAULT_LIMIT,
         search_limit: int = SEARCH_LIMIT,
         window: float = WINDOW_SECONDS,
-        slack: float = 0.03,
+        slack: float = 0.05,
         headroom: int = 1,
+        smooth: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.general = BurstWindow(limit=limit, window=window, slack=slack, headroom=headroom)
-        self.search = BurstWindow(limit=search_limit, window=window, slack=slack, headroom=headroom)
+        self.general = BurstWindow(limit=limit, window=window, slack=slack, headroom=headroom, smooth=smooth)
+        self.search = BurstWindow(limit=search_limit, window=window, slack=slack, headroom=headroom, smooth=smooth)
         self.clock = clock
         self.sleep = sleep
         self._lock = asyncio.Lock()
