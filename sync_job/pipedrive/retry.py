@@ -10,6 +10,7 @@ AuthError (401), BudgetExhausted (429 with no daily tokens left), RowError (othe
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,11 @@ FORBIDDEN_BACKOFF = 15.0  # first wait after an HTML 403; doubles per consecutiv
 
 
 class NotSent(TransientError):
-    """The request surely never reached the server."""
+    """The request surely never reached the server; `reason` says why (e.g. "connection refused")."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RateLimited(TransientError):
@@ -88,8 +93,25 @@ def transport_error(exc: httpx.HTTPError, *, where: str) -> TransientError:
     """Classify an httpx failure; the message names only the class, never the request or its headers."""
     name = type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return NotSent(f"{where}: {name} (not sent)")
+        reason = connect_reason(exc)
+        return NotSent(f"{where}: {name} (not sent: {reason})", reason=reason)
     return OutcomeUnknown(f"{where}: {name} after sending")
+
+
+def connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, only from the OS error under httpx's wrappers (OS text carries no secret)."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return "timed out"
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return f"host not found ({seen.strerror})"
+        if isinstance(seen, OSError) and seen.strerror:
+            return str(seen.strerror).lower()
+        seen = seen.__cause__ or seen.__context__
+    return "connection failed"  # never the exception text: a transport may put anything in it
 
 
 def retry_hook(stats: ApiStats, *, retry_unknown: bool) -> Callable[[Exception], bool | float]:
