@@ -199,6 +199,10 @@ def run(
         from sync_job import config as config_module
         from sync_job import sync
 
+        if every:
+            from sync_job import schedule
+
+            schedule.parse_every(every)  # a bad --every is a config error before anything runs
         settings = config_module.load(config)
         options = sync.RunOptions(dry_run=dry_run, max_tokens=max_tokens, rich_output=rich_output)
         if every:

@@ -7,6 +7,7 @@
     │   ├── DataError              a source's content is wrong (column, type, duplicate key, empty)
     │   └── AuthError              the destination rejected the credentials (Pipedrive 401)
     ├── TransientError             worth retrying (429, 5xx, timeouts); never escapes the client's retries
+    ├── Unavailable       exit 1   the destination kept failing after retries: nothing more done, try later
     ├── RowError                   one record rejected by the destination: reported, the run goes on
     ├── BudgetExhausted   exit 1   the daily API budget (or --max-tokens) ran out: partial run
     ├── Interrupted       exit 1   SIGTERM/SIGINT: in-flight work finished, results written
@@ -59,6 +60,12 @@ class TransientError(SyncError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unavailable(SyncError):
+    """The destination could not be read or reached after bounded retries: a later run will do the work."""
+
+    exit_code = EXIT_PARTIAL
 
 
 class RowError(SyncError):

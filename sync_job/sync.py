@@ -61,7 +61,7 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
     # Credentials are checked first: a missing token must fail before minutes of fetching.
     destination = _open_destination(settings, options, ui)
     try:
-        async with shutdown.Shutdown() as stopper:
+        async with shutdown.Shutdown(grace_seconds=options.grace_seconds) as stopper:
             with phases.timed("fetch"):
                 fetched = await fetch.fetch_all(settings)
             ui.event(
@@ -83,14 +83,21 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
             report.paths.update(combined=str(result.combined_path), rejected=str(result.rejected_dir))
             ui.event("transformed", **report.transform, combined=str(result.combined_path))
             with ui.progress():
-                with phases.timed("read_and_diff"):
-                    plan = await destination.plan(combined, customers)
-                report.plan = plan_summary(plan)
-                if options.dry_run:
-                    ui.show_plan(report.plan)
-                    report.status, report.exit_code = "dry_run", EXIT_OK
+                try:
+                    with phases.timed("read_and_diff"):
+                        plan = await destination.plan(combined, customers)
+                except BudgetExhausted as exc:
+                    # Not even the reading fits in the budget: nothing was written, the report says why.
+                    report.status, report.message = "budget_exhausted", f"partial: nothing applied: {exc}"
+                    report.exit_code = EXIT_PARTIAL
+                    log.warning("%s", report.message)
                 else:
-                    await _apply(destination, plan, report, settings, phases, ui, stopper)
+                    report.plan = plan_summary(plan)
+                    if options.dry_run:
+                        ui.show_plan(report.plan)
+                        report.status, report.exit_code = "dry_run", EXIT_OK
+                    else:
+                        await _apply(destination, plan, report, settings, phases, ui, stopper)
     finally:
         report.api = destination.usage()
         await destination.aclose()
@@ -171,4 +178,4 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
     client = PipedriveClient(
         http, token, concurrency=pd.concurrency, max_attempts=pd.max_attempts, max_tokens=options.max_tokens
     )
-    return PipedriveDestination(client, pd, dry_run=options.dry_run, ui=ui)
+    return PipedriveDestination(client, pd, dry_run=options.dry_run, ui=ui, grace_seconds=options.grace_seconds)

@@ -15,7 +15,7 @@ import polars as pl
 import stamina
 
 from sync_job import __version__
-from sync_job.errors import ConfigError, RowError, SourceError, TransientError
+from sync_job.errors import ConfigError, RowError, SourceError, TransientError, Unavailable
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
 from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, create_field_body, match_custom_field
 from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
@@ -190,8 +190,8 @@ class PipedriveClient:
             yield
         except NotSent as exc:  # nothing ever got through: a wrong base URL, DNS or network, not a flaky server
             raise ConfigError(f"cannot reach {self._base_url}: {exc.reason}") from None
-        except TransientError as exc:
-            raise SourceError(f"Pipedrive could not be read: {exc} (gave up after retries)") from None
+        except TransientError as exc:  # the server, not our input: exit 1 so the scheduler simply tries later
+            raise Unavailable(f"Pipedrive could not be read: {exc} (gave up after retries)") from None
         except RowError as exc:
             raise SourceError(f"Pipedrive refused a read: {exc}") from None
 
