@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from sync_job import sync
-from sync_job.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, DataError, Unavailable
+from sync_job.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, AuthError, DataError, Unavailable
 from sync_job.sandbox.server import Sandbox, SandboxOptions
 from tests.e2e import TOKEN, assert_matches, crm_state, expected_from_csv, field_code, settings_for, write_sources
 
@@ -195,3 +195,19 @@ def test_bad_input_raises_exit_2_before_any_request_reaches_pipedrive(sources: P
     assert info.value.exit_code == EXIT_INPUT
     assert "raw_payments.csv" in str(info.value)
     assert sum(sandbox.stats()["requests"].values()) == 0
+
+
+def test_dry_run_against_an_account_without_the_custom_fields_creates_nothing(sources: Path, sandbox: Sandbox) -> None:
+    outcome = run(sources, sandbox, dry_run=True)
+    assert outcome.exit_code == EXIT_OK
+    assert sandbox.store.fields["person"].custom_fields() == []
+    assert sandbox.store.fields["deal"].custom_fields() == []
+
+
+def test_rejected_token_is_an_input_error_before_any_write(sources: Path, sandbox: Sandbox) -> None:
+    settings = settings_for(sources, sandbox.url)
+    with pytest.raises(AuthError, match=r"the API token was rejected \(401\)") as info:
+        sync.run(settings, sync.RunOptions(token="wrong-token", base_url=sandbox.url))
+    assert info.value.exit_code == EXIT_INPUT
+    assert "wrong-token" not in str(info.value)
+    assert writes(sandbox) == 0

@@ -16,6 +16,8 @@ from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
 from sync_job.pipedrive import payloads
 from sync_job.pipedrive.client import Entity, PipedriveClient, WriteResult
+from sync_job.pipedrive.fields import FieldMissing
+from sync_job.pipedrive.frames import empty_frame
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +50,17 @@ class PipedriveDestination:
         # A dry run must not create the custom field; a missing field just means nothing matches yet.
         try:
             return await self.client.resolve_field(entity, name, create=not self.dry_run)
-        except Exception:
-            if self.dry_run:
-                return None
-            raise
+        except FieldMissing:
+            return None
 
     async def _read(self, entity: Entity, code: str | None) -> pl.DataFrame:
         if code is None:
-            from sync_job.pipedrive.frames import empty_frame
-
             return empty_frame(entity)
         frames = []
         async for page in self.client.iter_pages(entity, code):
             frames.append(page)
             self.ui.advance(f"reading {entity}s", page.height)
         if not frames:
-            from sync_job.pipedrive.frames import empty_frame
-
             return empty_frame(entity)
         return pl.concat(frames, how="vertical", rechunk=True)
 
@@ -84,7 +80,17 @@ class PipedriveDestination:
 
     async def apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
         persons, deals = plan.entities
-        created = await self._apply_entity("person", persons, on_result, stop)
+        try:
+            created = await self._apply_entity("person", persons, on_result, stop)
+        except BudgetExhausted as exc:
+            # The deals are left too: list them as skipped, so the results show everything still to do.
+            left: tuple[tuple[Action, pl.DataFrame], ...] = (("create", deals.creates), ("update", deals.updates))
+            for action, rows in left:
+                for row in rows.iter_rows(named=True):
+                    on_result(
+                        RecordResult("deal", str(row["external_id"]), action, "skipped", row.get("id"), None, str(exc))
+                    )
+            raise
         ids = diff.person_id_map(self._remote_persons, created)
         resolved = EntityPlan(
             entity=deals.entity,

@@ -17,7 +17,7 @@ import stamina
 from sync_job import __version__
 from sync_job.errors import ConfigError, RowError, SourceError, TransientError, Unavailable
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
-from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, create_field_body, match_custom_field
+from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, FieldMissing, create_field_body, match_custom_field
 from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
 from sync_job.pipedrive.lookup import find_external_id, reread_params, server_since
 from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
@@ -241,7 +241,7 @@ class PipedriveClient:
                 except RowError as exc:
                     raise ConfigError(f"could not create the {plural} custom field {name!r}: {exc}") from None
         if code is None:
-            raise ConfigError(f"Pipedrive has no {plural} custom field named {name!r}")
+            raise FieldMissing(f"Pipedrive has no {plural} custom field named {name!r}")
         self._fields[(entity, name)] = code
         return code
 

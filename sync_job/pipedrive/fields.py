@@ -6,6 +6,11 @@ from typing import Any, Literal
 
 from sync_job.errors import ConfigError
 
+
+class FieldMissing(ConfigError):
+    """The custom field does not exist and was not to be created (a dry run only reports it)."""
+
+
 Entity = Literal["person", "deal"]
 
 FIELDS_PATH: dict[Entity, str] = {"person": "/api/v2/personFields", "deal": "/api/v2/dealFields"}
