@@ -1,0 +1,229 @@
+"""I/O edge of the transform: check and scan the three CSVs, stream combined.csv and the rejects to disk."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from sync_job import transform
+from sync_job.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("customers", "orders", "payments")
+# The CSV reader's default read-ahead buffers hundreds of MB per file; 4 MB chunks keep the scans
+# small next to the join tables at no measurable cost in speed (see bench/transform.py).
+_ENGINE_DEFAULTS = {"POLARS_CSV_CHUNK_SIZE": str(4 * 1024 * 1024)}
+_ROW = "row"  # row-index column added on the error path only
+
+
+@dataclass(frozen=True, slots=True)
+class TransformResult:
+    combined_path: Path
+    customers_path: Path  # the customers source file itself (validated in place, not copied)
+    rows: int
+    customers: int
+    rejected_orders: int
+    rejected_payments: int
+    rejected_dir: Path
+    seconds: float
+
+
+def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: str) -> TransformResult:
+    """Validate the sources and write WORKDIR/combined.csv and WORKDIR/rejected/{orders,payments}.csv.
+
+    One streaming pass does the joins, the sinks and the cheap checks; a failed check or an
+    unparsable value leaves no output file behind (everything is written to temp files first).
+    """
+    started = time.perf_counter()
+    value = transform.value_expression(value_expression)
+    for name, setting in _ENGINE_DEFAULTS.items():
+        os.environ.setdefault(name, setting)
+    headers = {name: read_header(name, Path(paths[name])) for name in SOURCES}
+    frames = {name: scan(name, Path(paths[name]), headers[name]) for name in SOURCES}
+    result = transform.combine(frames["customers"], frames["orders"], frames["payments"], value)
+    rejected_dir = workdir / "rejected"
+    rejected_dir.mkdir(parents=True, exist_ok=True)
+    targets = [workdir / "combined.csv", rejected_dir / "orders.csv", rejected_dir / "payments.csv"]
+    with _staged(targets) as (combined_tmp, orders_tmp, payments_tmp):
+        try:
+            outputs = pl.collect_all(
+                [
+                    result.combined.sink_csv(combined_tmp, lazy=True, maintain_order=False),
+                    result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
+                    result.rejected_orders.select(pl.len()),
+                    result.unknown_orders,
+                    *(transform.missing_values(name, frames[name]) for name in SOURCES),
+                    *(frames[name].select(transform.KEY) for name in SOURCES),
+                ],
+                engine="streaming",
+            )
+        except pl.exceptions.PolarsError as exc:
+            raise _locate_failure(paths, headers, exc) from None
+        rejected_orders = int(outputs[2].item())
+        unknown_orders = outputs[3]
+        missing = dict(zip(SOURCES, outputs[4:7], strict=True))
+        keys = dict(zip(SOURCES, outputs[7:10], strict=True))
+        for name in SOURCES:
+            _check(name, Path(paths[name]), headers[name], missing[name], keys[name].to_series())
+        transform.rejected_payments_for(frames["payments"], unknown_orders.lazy()).sink_csv(
+            payments_tmp, maintain_order=False, engine="streaming"
+        )
+    orders = keys["orders"].height
+    outcome = TransformResult(
+        combined_path=targets[0],
+        customers_path=Path(paths["customers"]),
+        rows=orders - rejected_orders,
+        customers=keys["customers"].height,
+        rejected_orders=rejected_orders,
+        rejected_payments=int(unknown_orders["payment_count"].sum()),
+        rejected_dir=rejected_dir,
+        seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "combined %d orders (%d rejected orders, %d rejected payments) in %.1fs -> %s",
+        outcome.rows,
+        outcome.rejected_orders,
+        outcome.rejected_payments,
+        outcome.seconds,
+        outcome.combined_path,
+    )
+    return outcome
+
+
+def read_combined(path: Path) -> pl.DataFrame:
+    """combined.csv (as written by build_combined) back into memory with COMBINED_SCHEMA."""
+    return pl.scan_csv(path, schema=transform.COMBINED_SCHEMA).collect(engine="streaming")
+
+
+def read_customers(path: Path) -> pl.DataFrame:
+    """The validated customers (id, first_name, last_name): every one becomes a person, orders or not."""
+    header = read_header("customers", path)
+    frame = scan("customers", path, header)
+    try:
+        customers = frame.collect(engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        raise _locate_failure({"customers": path}, {"customers": header}, exc) from None
+    missing = customers.select(pl.col(c).null_count() for c in transform.REQUIRED["customers"])
+    _check("customers", path, header, missing, customers[transform.KEY])
+    return customers
+
+
+def read_header(name: str, path: Path) -> list[str]:
+    """The header of a source; DataError if the file is empty, header-only or lacks a column."""
+    expected = transform.SCHEMAS[name].names()
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            records = csv.reader(handle)
+            header = next(records, [])
+            has_data = any(any(field.strip() for field in record) for record in records)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {name} file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of the header)") from None
+    if not any(field.strip() for field in header):
+        raise DataError(f"{path}: empty file, expected a header line with {', '.join(expected)}")
+    found = [field.strip() for field in header]
+    for column in expected:
+        if column not in found:
+            unused = [f for f in found if f not in expected]
+            close = difflib.get_close_matches(column, unused, n=1, cutoff=0.5)
+            hint = f"; is {close[0]!r} meant to be {column!r}?" if close else ""
+            raise DataError(
+                f"{path}: line 1: missing column {column!r} (expected {', '.join(expected)}; "
+                f"found {', '.join(found)}){hint}"
+            )
+    repeated = [f for i, f in enumerate(found) if f in found[:i]]
+    if repeated:
+        raise DataError(f"{path}: line 1: column {repeated[0]!r} appears twice in the header")
+    if not has_data:
+        raise DataError(f"{path}: header only, no data rows")
+    return found
+
+
+def scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
+    """A lazy, typed scan of a checked source; extra columns are read as text and dropped."""
+    schema = transform.SCHEMAS[name]
+    file_schema = {column: schema.get(column, pl.String) for column in header}
+    return pl.scan_csv(path, schema=file_schema).select(schema.names())
+
+
+def _check(name: str, path: Path, header: list[str], missing: pl.DataFrame, keys: pl.Series) -> None:
+    """Raise DataError for the first missing required value or duplicated key of a source."""
+    if keys.is_empty():
+        raise DataError(f"{path}: header only, no data rows")
+    if any(missing.row(0)):
+        raise _locate_failure({name: path}, {name: header}, None)
+    duplicate = transform.first_duplicate(keys)
+    if duplicate is not None:
+        lines = (
+            _text_scan(name, path, header)
+            .filter(pl.col(transform.KEY).str.strip_chars() == str(duplicate))
+            .head(2)
+            .collect()[_ROW]
+            .to_list()
+        )
+        where = " and ".join(str(_line(r)) for r in lines)
+        raise DataError(f"{path}: duplicate {name} {transform.KEY} {duplicate} on lines {where}")
+
+
+def _locate_failure(
+    paths: Mapping[str, Path], headers: Mapping[str, list[str]], exc: BaseException | None
+) -> DataError:
+    """Error path only: rescan the sources as text to name the file, line, column and value at fault."""
+    for name, header in headers.items():
+        path = Path(paths[name])
+        found = transform.first_bad_value(name, _text_scan(name, path, header)).collect()
+        if found.height:
+            row, column, values = found.row(0)
+            value = values[column]
+            problem = "missing value" if value is None else f"{_problem(transform.SCHEMAS[name][column])}: {value!r}"
+            return DataError(f"{path}: line {_line(row)}: {column}: {problem}")
+    for name, header in headers.items():  # not a value problem: let the reader say what it is
+        path = Path(paths[name])
+        try:
+            scan(name, path, header).select(pl.all().null_count()).collect(engine="streaming")
+        except pl.exceptions.PolarsError as read_error:
+            return DataError(f"{path}: cannot read {name}: {_first_line(read_error)}")
+    return DataError(f"cannot combine the sources: {_first_line(exc) if exc else 'unknown problem'}")
+
+
+def _problem(dtype: pl.DataType) -> str:
+    return "not a date (YYYY-MM-DD)" if dtype == pl.Date else "not a whole number"
+
+
+def _text_scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
+    return pl.scan_csv(path, schema={column: pl.String for column in header}, row_index_name=_ROW).select(
+        _ROW, *transform.SCHEMAS[name].names()
+    )
+
+
+def _line(row: int) -> int:
+    """File line of a data row: the header is line 1 (a quoted field spanning lines shifts this)."""
+    return row + 2
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@contextmanager
+def _staged(targets: list[Path]) -> Iterator[list[Path]]:
+    """Temp paths beside the targets, renamed onto them only if the block succeeds."""
+    temps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
+    try:
+        yield temps
+        for temp, target in zip(temps, targets, strict=True):
+            os.replace(temp, target)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)

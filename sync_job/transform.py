@@ -1,0 +1,182 @@
+"""Pure transform: customers, orders and payments LazyFrames -> the combined frame, rejects and checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from sync_job.errors import ConfigError
+
+CUSTOMERS_SCHEMA = pl.Schema({"id": pl.Int64, "first_name": pl.String, "last_name": pl.String})
+ORDERS_SCHEMA = pl.Schema({"id": pl.Int64, "user_id": pl.Int64, "order_date": pl.Date, "status": pl.String})
+PAYMENTS_SCHEMA = pl.Schema({"id": pl.Int64, "order_id": pl.Int64, "payment_method": pl.String, "amount": pl.Int64})
+COMBINED_SCHEMA = pl.Schema(
+    {
+        "order_id": pl.Int64,
+        "customer_id": pl.Int64,
+        "first_name": pl.String,
+        "last_name": pl.String,
+        "title": pl.String,
+        "order_date": pl.Date,
+        "status": pl.String,
+        "payment_count": pl.Int64,
+        "amount_cents": pl.Int64,
+        "value": pl.Float64,
+    }
+)
+SCHEMAS: Mapping[str, pl.Schema] = {
+    "customers": CUSTOMERS_SCHEMA,
+    "orders": ORDERS_SCHEMA,
+    "payments": PAYMENTS_SCHEMA,
+}
+# Columns that must hold a value on every line; the names may be empty (a person can be "Smith" alone).
+REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "customers": ("id",),
+    "orders": ("id", "user_id", "order_date"),
+    "payments": ("id", "order_id", "amount"),
+}
+KEY = "id"  # the primary key of every source
+REASON = "reason"
+
+
+@dataclass(frozen=True, slots=True)
+class Combined:
+    """The lazy outputs of `combine`: nothing is computed until a sink or collect runs them.
+
+    `unknown_orders` (order_id, payment_count) lists the order ids payments point at that are not in
+    orders; it is tiny, so the I/O edge collects it with the combined sink and then writes
+    `rejected_payments_for(payments, unknown_orders)` without a second large join.
+    """
+
+    combined: pl.LazyFrame
+    rejected_orders: pl.LazyFrame
+    rejected_payments: pl.LazyFrame
+    unknown_orders: pl.LazyFrame
+
+
+def value_expression(text: str) -> pl.Expr:
+    """Parse the configured deal value (SQL syntax over combined columns) into a Float64 expression.
+
+    `amount_cents / 100` is true division (12.5, not 12); an unknown column, a syntax error or a
+    non-numeric result is a ConfigError naming the expression.
+    """
+    try:
+        parsed = pl.sql_expr(text)
+    except Exception as exc:  # polars raises several SQL error types; all mean "not an expression"
+        raise ConfigError(f"value expression {text!r} is not valid SQL: {_first_line(exc)}") from None
+    assert isinstance(parsed, pl.Expr)
+    unknown = [name for name in parsed.meta.root_names() if name not in COMBINED_SCHEMA]
+    if unknown:
+        raise ConfigError(
+            f"value expression {text!r} uses unknown column {unknown[0]!r} "
+            f"(columns: {', '.join(n for n in COMBINED_SCHEMA if n != 'value')})"
+        )
+    probe = pl.LazyFrame(schema=COMBINED_SCHEMA).select(parsed.alias("value"))
+    try:
+        dtype = probe.collect_schema()["value"]
+        probe.collect()  # type errors (e.g. upper() of a number) only surface on execution
+    except Exception as exc:
+        raise ConfigError(f"value expression {text!r} cannot be evaluated: {_first_line(exc)}") from None
+    if not (dtype.is_numeric() or dtype == pl.Null):
+        raise ConfigError(f"value expression {text!r} must give a number, not {dtype}")
+    return parsed.cast(pl.Float64)
+
+
+def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFrame, value: pl.Expr) -> Combined:
+    """One row per order whose customer exists, with its payments summed; orphans go to the rejects.
+
+    Inputs must already satisfy their schemas and unique keys (the I/O edge checks that). The plan is
+    shaped for the streaming engine: the payment sums and the customers are the hash-join build sides
+    (held in memory), orders stream past both, and one full join finds orders without payments and
+    payments without orders at once, so no extra anti-join table is built.
+    """
+    per_order = payments.group_by("order_id").agg(
+        payment_count=pl.len().cast(pl.Int64), amount_cents=pl.col("amount").sum()
+    )
+    known = customers.with_columns(_known=pl.lit(True))
+    # build_side is forced: the engine's default samples up to 10M rows of BOTH inputs to choose,
+    # which buffers the whole orders file in memory at this size.
+    everything = (
+        orders.join(known, left_on="user_id", right_on=KEY, how="left", build_side="force_right")
+        .join(per_order, left_on=KEY, right_on="order_id", how="full", coalesce=False, build_side="force_right")
+        .cache()
+    )  # one execution shared by the three outputs; without it predicate pushdown rewrites each
+    is_order = pl.col(KEY).is_not_null()
+    combined = (
+        everything.filter(is_order & pl.col("_known").is_not_null())
+        .select(
+            order_id=pl.col(KEY),
+            customer_id=pl.col("user_id"),
+            first_name=pl.col("first_name"),
+            last_name=pl.col("last_name"),
+            title=pl.concat_str("last_name", "first_name", separator=" ", ignore_nulls=True),
+            order_date=pl.col("order_date"),
+            status=pl.col("status"),
+            payment_count=pl.col("payment_count").fill_null(0),
+            amount_cents=pl.col("amount_cents").fill_null(0),
+        )
+        .with_columns(value=value)
+    )
+    rejected_orders = (
+        everything.filter(is_order & pl.col("_known").is_null())
+        .select(ORDERS_SCHEMA.names())
+        .with_columns(pl.format("customer {} does not exist", pl.col("user_id")).alias(REASON))
+    )
+    unknown_orders = everything.filter(~is_order).select("order_id", "payment_count")
+    return Combined(combined, rejected_orders, rejected_payments_for(payments, unknown_orders), unknown_orders)
+
+
+def rejected_payments_for(payments: pl.LazyFrame, unknown_orders: pl.LazyFrame) -> pl.LazyFrame:
+    """The payments whose order_id is among `unknown_orders`, with the reason."""
+    return payments.join(unknown_orders.select("order_id"), on="order_id", how="semi").with_columns(
+        pl.format("order {} does not exist", pl.col("order_id")).alias(REASON)
+    )
+
+
+def missing_values(name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: how many lines lack a value in each required column (a cheap streaming aggregate)."""
+    return frame.select(pl.col(column).null_count() for column in REQUIRED[name])
+
+
+def first_duplicate(keys: pl.Series) -> int | None:
+    """The first key that occurs twice, or None; sorted keys (the usual export) skip the hash pass."""
+    if keys.is_sorted():
+        repeated = keys.filter(keys.diff() == 0)
+    elif keys.n_unique() == keys.len():
+        return None
+    else:
+        repeated = keys.filter(keys.is_duplicated())
+    return None if repeated.is_empty() else int(repeated[0])
+
+
+def first_bad_value(name: str, text_frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Error path: the first row (with `row`, `column`, `found`) whose text is missing or will not parse.
+
+    `text_frame` is the source scanned as strings with a `row` index column.
+    """
+    schema = SCHEMAS[name]
+    problems: list[pl.Expr] = []
+    for column, dtype in schema.items():
+        text = pl.col(column)
+        bad = text.is_not_null() & _parse(text, dtype).is_null() if dtype != pl.String else pl.lit(False)
+        if column in REQUIRED[name]:
+            bad = bad | text.is_null()
+        problems.append(pl.when(bad).then(pl.lit(column)))
+    return (
+        text_frame.with_columns(column=pl.coalesce(problems))
+        .filter(pl.col("column").is_not_null())
+        .head(1)
+        .select("row", "column", found=pl.struct(schema.names()))
+    )
+
+
+def _parse(text: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
+    if dtype == pl.Date:
+        return text.str.to_date("%Y-%m-%d", strict=False)
+    return text.cast(dtype, strict=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
