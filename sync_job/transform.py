@@ -81,7 +81,9 @@ def value_expression(text: str) -> pl.Expr:
         raise ConfigError(f"value expression {text!r} cannot be evaluated: {_first_line(exc)}") from None
     if not (dtype.is_numeric() or dtype == pl.Null):
         raise ConfigError(f"value expression {text!r} must give a number, not {dtype}")
-    return parsed.cast(pl.Float64)
+    # Polars rewrites `x / 100` as `x * 0.01`, so 1999 cents would become 19.990000000000002;
+    # 15 significant digits (what a float64 holds exactly) gives back 19.99.
+    return parsed.cast(pl.Float64).round_sig_figs(15)
 
 
 def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFrame, value: pl.Expr) -> Combined:

@@ -1,0 +1,160 @@
+"""The pure transform on small literal frames: sums, joins, rejects, title, value expression, checks."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from sync_job.errors import ConfigError
+from sync_job.transform import (
+    COMBINED_SCHEMA,
+    CUSTOMERS_SCHEMA,
+    ORDERS_SCHEMA,
+    PAYMENTS_SCHEMA,
+    combine,
+    first_bad_value,
+    first_duplicate,
+    missing_values,
+    value_expression,
+)
+
+CUSTOMERS = pl.LazyFrame(
+    {"id": [1, 2, 3], "first_name": ["Michael", "Zoë", "Jean, Jr."], "last_name": ["P.", "Nguyễn", "Smith"]},
+    schema=CUSTOMERS_SCHEMA,
+)
+ORDERS = pl.LazyFrame(
+    {
+        "id": [10, 11, 12, 13],
+        "user_id": [1, 2, 1, 99],
+        "order_date": [date(2018, 1, 1), date(2018, 1, 2), date(2018, 1, 3), date(2018, 1, 4)],
+        "status": ["returned", "completed", "placed", "shipped"],
+    },
+    schema=ORDERS_SCHEMA,
+)
+PAYMENTS = pl.LazyFrame(
+    {
+        "id": [1, 2, 3, 4, 5],
+        "order_id": [10, 10, 11, 13, 500],
+        "payment_method": ["credit_card", "coupon", "gift_card", "coupon", "bank_transfer"],
+        "amount": [1000, 250, 1999, 100, 700],
+    },
+    schema=PAYMENTS_SCHEMA,
+)
+
+
+def _combined(expression: str = "amount_cents / 100") -> pl.DataFrame:
+    result = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression(expression))
+    return result.combined.collect(engine="streaming").sort("order_id")
+
+
+def test_combined_has_exactly_the_contract_columns_and_types() -> None:
+    assert _combined().schema == COMBINED_SCHEMA
+
+
+def test_payments_are_summed_and_counted_per_order() -> None:
+    rows = {r["order_id"]: r for r in _combined().iter_rows(named=True)}
+    assert (rows[10]["payment_count"], rows[10]["amount_cents"], rows[10]["value"]) == (2, 1250, 12.5)
+    assert (rows[11]["payment_count"], rows[11]["amount_cents"], rows[11]["value"]) == (1, 1999, 19.99)
+
+
+def test_order_without_payments_has_zero_count_and_amount() -> None:
+    row = _combined().filter(pl.col("order_id") == 12).row(0, named=True)
+    assert (row["payment_count"], row["amount_cents"], row["value"]) == (0, 0, 0.0)
+
+
+def test_one_row_per_order_whose_customer_exists() -> None:
+    assert _combined()["order_id"].to_list() == [10, 11, 12]
+
+
+def test_title_is_last_name_then_first_name_with_unicode_kept() -> None:
+    titles = dict(_combined().select("order_id", "title").iter_rows())
+    assert titles == {10: "P. Michael", 11: "Nguyễn Zoë", 12: "P. Michael"}
+
+
+def test_title_without_a_first_name_is_the_last_name_alone() -> None:
+    customers = pl.LazyFrame({"id": [1], "first_name": [None], "last_name": ["Solo"]}, schema=CUSTOMERS_SCHEMA)
+    result = combine(customers, ORDERS, PAYMENTS, value_expression("amount_cents / 100"))
+    assert set(result.combined.collect()["title"]) == {"Solo"}
+
+
+def test_order_of_unknown_customer_is_rejected_with_reason() -> None:
+    rejected = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents")).rejected_orders.collect()
+    assert rejected.columns == [*ORDERS_SCHEMA.names(), "reason"]
+    assert rejected.select("id", "reason").rows() == [(13, "customer 99 does not exist")]
+
+
+def test_payment_of_unknown_order_is_rejected_with_reason() -> None:
+    result = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents"))
+    rejected = result.rejected_payments.collect()
+    assert rejected.columns == [*PAYMENTS_SCHEMA.names(), "reason"]
+    assert rejected.select("id", "reason").rows() == [(5, "order 500 does not exist")]
+    assert result.unknown_orders.collect().rows() == [(500, 1)]
+
+
+def test_payments_of_a_rejected_order_are_not_rejected_payments() -> None:
+    """Order 13 exists (its customer does not): its payment is not an orphan."""
+    rejected = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents")).rejected_payments.collect()
+    assert 13 not in rejected["order_id"].to_list()
+
+
+def test_value_expression_can_scale_the_amount() -> None:
+    assert _combined("amount_cents / 100 * 2").filter(pl.col("order_id") == 10)["value"].item() == 25.0
+
+
+def test_value_expression_of_integers_is_float64() -> None:
+    assert _combined("payment_count")["value"].dtype == pl.Float64
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("amount_cents +", "not valid SQL"),
+        ("amount / 100", "unknown column 'amount'"),
+        ("upper(status)", "must give a number"),
+        ("", "not valid SQL"),
+    ],
+)
+def test_invalid_value_expression_is_a_config_error_naming_it(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        value_expression(text)
+    assert repr(text) in str(caught.value)
+
+
+def test_missing_values_counts_empty_required_columns() -> None:
+    orders = pl.LazyFrame(
+        {"id": [1, None], "user_id": [None, None], "order_date": [date(2018, 1, 1), None], "status": [None, "x"]},
+        schema=ORDERS_SCHEMA,
+    )
+    assert missing_values("orders", orders).collect().row(0) == (1, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("keys", "duplicate"),
+    [([1, 2, 3], None), ([3, 1, 2], None), ([1, 2, 2, 3], 2), ([5, 1, 5, 2], 5), ([], None)],
+)
+def test_first_duplicate_finds_a_repeated_key_sorted_or_not(keys: list[int], duplicate: int | None) -> None:
+    assert first_duplicate(pl.Series(keys, dtype=pl.Int64)) == duplicate
+
+
+def test_first_bad_value_names_row_column_and_text() -> None:
+    text = pl.LazyFrame(
+        {
+            "row": [0, 1, 2],
+            "id": ["1", "2", "3"],
+            "order_id": ["1", "1", "1"],
+            "payment_method": ["a", "b", "c"],
+            "amount": ["10", "1O", None],
+        }
+    )
+    row, column, found = first_bad_value("payments", text).collect().row(0)
+    assert (row, column, found["amount"]) == (1, "amount", "1O")
+
+
+def test_first_bad_value_reports_a_missing_required_value() -> None:
+    text = pl.LazyFrame(
+        {"row": [0], "id": ["1"], "user_id": ["2"], "order_date": [None], "status": ["placed"]},
+        schema={c: pl.String for c in ("id", "user_id", "order_date", "status")} | {"row": pl.UInt32},
+    ).select("row", "id", "user_id", "order_date", "status")
+    assert first_bad_value("orders", text).collect().select("row", "column").row(0) == (0, "order_date")
