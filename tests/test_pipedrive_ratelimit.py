@@ -83,6 +83,15 @@ def test_remaining_zero_pauses_until_the_reset() -> None:
     assert window.delay(11.25) == 0.0
 
 
+def test_remaining_zero_caused_by_our_own_full_window_does_not_idle_until_the_reset() -> None:
+    """Our window already waits for the oldest send to leave; the whole-second reset would waste time."""
+    window = BurstWindow(limit=5, window=2.0, slack=0.0, headroom=1, smooth=False)
+    for t in (0.0, 0.5, 1.0, 1.5):
+        window.record(t)
+    window.observe(RateHeaders(limit=5, remaining=0, reset=2.0), now=1.6)
+    assert window.delay(1.6) == pytest.approx(0.4)  # the oldest send leaves at 2.0, not 1.6 + 2.0
+
+
 def test_remaining_above_zero_never_pauses() -> None:
     window = BurstWindow(limit=40)
     for remaining in (39, 10, 1):
