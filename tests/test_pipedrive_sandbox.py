@@ -153,5 +153,6 @@ async def test_no_duplicate_and_no_lost_write_under_every_fault(openapi_validato
     assert stats["injected_5xx"] > 0
     assert stats["dropped"] > 0
     assert sum(api.stats.recovered for api in clients) > 0
+    assert sum(api.stats.tokens_used for api in clients) == stats["tokens_used"]  # costs counted like the server
     for method, path, query, body in sent:
         openapi_validator.validate_request(method, path, query=query, body=body)

@@ -105,21 +105,25 @@ class PipedriveClient:
             self.budget.check(cost, use_reserve=use_reserve)  # it may have moved while we waited
             self.budget.start(cost)
             self.stats.requests[kind] += 1
-            self.stats.tokens_used += cost
             try:
                 response = await self._http.request(
                     method, path, params=params, json=body, headers={"x-api-token": self._token}
                 )
             except httpx.TransportError as exc:
                 error = transport_error(exc, where=where)
-                self.budget.finish(cost, charged=not isinstance(error, NotSent), daily_remaining=None)
+                charged = not isinstance(error, NotSent)
+                self.budget.finish(cost, charged=charged, daily_remaining=None)
+                self.stats.tokens_used += cost if charged else 0
                 self.stats.statuses[0] += 1
                 raise error from None  # the httpx error carries the request (and its headers): drop it
             except BaseException:
                 self.budget.finish(cost, charged=True, daily_remaining=None)
+                self.stats.tokens_used += cost
                 raise
         headers = RateHeaders.parse(response.headers)
-        self.budget.finish(cost, charged=True, daily_remaining=headers.daily_remaining)
+        charged = response.status_code != 429  # a refused request is not charged (as the sandbox models it)
+        self.budget.finish(cost, charged=charged, daily_remaining=headers.daily_remaining)
+        self.stats.tokens_used += cost if charged else 0
         self.stats.statuses[response.status_code] += 1
         if headers.daily_remaining is not None:
             self.stats.daily_remaining = headers.daily_remaining
