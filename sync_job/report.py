@@ -96,7 +96,9 @@ class ResultCollector:
     def streak(self, result: RecordResult) -> int:
         if result.outcome == "ok":
             return 0
-        return self._previous.get(_streak_key(result), 0) + 1
+        previous = self._previous.get(_streak_key(result), 0)
+        # A skipped record (budget, signal) was not tried: its streak neither grows nor ends.
+        return previous if result.outcome == "skipped" else previous + 1
 
     def by_entity(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -119,7 +121,9 @@ class ResultCollector:
         _atomic_write(self._streak_path, lambda tmp: tmp.write_text(json.dumps(streaks), encoding="utf-8"))
         failures = frame.filter(pl.col("outcome") != "ok")
         report.failures_total = failures.height
-        report.repeated_failures = failures.filter(pl.col("consecutive_failures") > 1).height
+        report.repeated_failures = failures.filter(
+            (pl.col("outcome") == "failed") & (pl.col("consecutive_failures") > 1)
+        ).height
         report.failures = failures.head(MAX_FAILURES_IN_REPORT).to_dicts()
         report.counts = self.by_entity()
         return path
