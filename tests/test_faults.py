@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -246,6 +247,7 @@ def test_sigterm_mid_apply_stops_new_work_writes_results_and_report_and_exits_1_
         proc = start_cli(write_config(sources), sb)
         try:
             wait_for(lambda: record_writes(sb) >= 20, "20 writes", proc)
+            at_signal = record_writes(sb)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=DEADLINE)
         finally:
@@ -257,6 +259,7 @@ def test_sigterm_mid_apply_stops_new_work_writes_results_and_report_and_exits_1_
         assert "Traceback" not in err
         done = record_writes(sb)
         assert done < total_writes(expected)
+        assert done <= at_signal + 2 * 4  # only what was in flight (concurrency 4) could still land
         time.sleep(0.3)
         assert record_writes(sb) == done  # nothing is sent after the process is gone
         report = json.loads((sources / "work" / "report.json").read_text(encoding="utf-8"))
@@ -274,6 +277,42 @@ def test_sigterm_mid_apply_stops_new_work_writes_results_and_report_and_exits_1_
         assert outcome.exit_code == EXIT_OK, outcome.report.message
         no_duplicates(sb)
         assert_matches(sb, expected, *codes(sb))
+
+
+class SignalThenHang(httpx.AsyncBaseTransport):
+    """Real HTTP to the sandbox; the n-th record write sends SIGTERM to this process and then never returns."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen, self.inner = n, 0, httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method in ("POST", "PATCH") and request.url.path.startswith(("/api/v2/persons", "/api/v2/deals")):
+            self.seen += 1
+            if self.seen == self.n:
+                os.kill(os.getpid(), signal.SIGTERM)
+                await asyncio.sleep(3600)  # a request that outlives the grace period
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_request_still_in_flight_after_the_grace_period_is_cancelled_and_reported(
+    sources: Path, sandbox: Sandbox
+) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    outcome = run_in_process(sources, sandbox, transport=SignalThenHang(10), grace_seconds=0.5)
+    assert outcome.exit_code == EXIT_PARTIAL
+    assert outcome.report.status == "interrupted"
+    rows = results(outcome)
+    hung = [r for r in rows if r["outcome"] == "failed"]
+    assert len(hung) == 1
+    assert "in flight" in hung[0]["error"]
+    assert {r["outcome"] for r in rows} == {"ok", "failed", "skipped"}
+    assert run_in_process(sources, sandbox).exit_code == EXIT_OK
+    no_duplicates(sandbox)
+    assert_matches(sandbox, expected_from_csv(sources), *codes(sandbox))
 
 
 # ---- daily budget and --max-tokens -------------------------------------------------------------------------

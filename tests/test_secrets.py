@@ -21,9 +21,9 @@ SYNC_JOB = str(Path(sys.executable).with_name("sync-job"))
 SECRET = "tok-9f8e7d6c5b4a39281706f5e4d3c2b1a0-LEAK-CANARY"  # distinctive, so any copy of it is found
 WRONG = "tok-0a1b2c3d4e5f60718293a4b5c6d7e8f9-WRONG-CANARY"
 
-CUSTOMERS = [(i, f"First{i}", f"Last{i}") for i in range(1, 31)]
-ORDERS = [(i, (i % 30) + 1, "2018-01-01", "completed") for i in range(1, 61)]
-PAYMENTS = [(i, i, "coupon", 100 * i) for i in range(1, 61)]
+CUSTOMERS = [(i, f"First{i}", f"Last{i}") for i in range(1, 21)]
+ORDERS = [(i, (i % 20) + 1, "2018-01-01", "completed") for i in range(1, 31)]
+PAYMENTS = [(i, i, "coupon", 100 * i) for i in range(1, 31)]
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def folder(tmp_path: Path) -> Path:
     config = {
         "sources": {name: str(tmp_path / f"raw_{name}.csv") for name in ("customers", "orders", "payments")},
         "workdir": str(tmp_path / "work"),
-        "pipedrive": {"max_attempts": 2, "concurrency": 4},
+        "pipedrive": {"max_attempts": 2, "concurrency": 8},
     }
     (tmp_path / "sync.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return tmp_path
@@ -41,7 +41,7 @@ def folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     # Faults on: the runs go through 5xx retries, dropped connections and record failures.
-    options = SandboxOptions(token=SECRET, burst=1000, search_burst=1000, fail_rate=0.4, drop_after_commit_rate=0.1)
+    options = SandboxOptions(token=SECRET, burst=1000, search_burst=1000, fail_rate=0.3, drop_after_commit_rate=0.1)
     with Sandbox(options) as sb:
         yield sb
 
