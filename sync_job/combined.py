@@ -62,8 +62,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
                     result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
                     result.rejected_orders.select(pl.len()),
                     result.unknown_orders,
-                    *(transform.missing_values(name, frames[name]) for name in SOURCES),
-                    *(frames[name].select(transform.KEY) for name in SOURCES),
+                    *(result.checks[name] for name in SOURCES),
                 ],
                 engine="streaming",
             )
@@ -71,19 +70,17 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
             raise _locate_failure(paths, headers, exc) from None
         rejected_orders = int(outputs[2].item())
         unknown_orders = outputs[3]
-        missing = dict(zip(SOURCES, outputs[4:7], strict=True))
-        keys = dict(zip(SOURCES, outputs[7:10], strict=True))
+        facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[4:], strict=True)}
         for name in SOURCES:
-            _check(name, Path(paths[name]), headers[name], missing[name], keys[name].to_series())
+            _check(name, Path(paths[name]), headers[name], facts[name])
         transform.rejected_payments_for(frames["payments"], unknown_orders.lazy()).sink_csv(
             payments_tmp, maintain_order=False, engine="streaming"
         )
-    orders = keys["orders"].height
     outcome = TransformResult(
         combined_path=targets[0],
         customers_path=Path(paths["customers"]),
-        rows=orders - rejected_orders,
-        customers=keys["customers"].height,
+        rows=facts["orders"]["rows"] - rejected_orders,
+        customers=facts["customers"]["rows"],
         rejected_orders=rejected_orders,
         rejected_payments=int(unknown_orders["payment_count"].sum()),
         rejected_dir=rejected_dir,
@@ -113,8 +110,8 @@ def read_customers(path: Path) -> pl.DataFrame:
         customers = frame.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
         raise _locate_failure({"customers": path}, {"customers": header}, exc) from None
-    missing = customers.select(pl.col(c).null_count() for c in transform.REQUIRED["customers"])
-    _check("customers", path, header, missing, customers[transform.KEY])
+    facts = transform.source_checks("customers", customers.lazy()).collect().row(0, named=True)
+    _check("customers", path, header, facts)
     return customers
 
 
@@ -157,22 +154,20 @@ def scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
     return pl.scan_csv(path, schema=file_schema).select(schema.names())
 
 
-def _check(name: str, path: Path, header: list[str], missing: pl.DataFrame, keys: pl.Series) -> None:
+def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int]) -> None:
     """Raise DataError for the first missing required value or duplicated key of a source."""
-    if keys.is_empty():
+    if facts["rows"] == 0:
         raise DataError(f"{path}: header only, no data rows")
-    if any(missing.row(0)):
+    if any(facts[f"missing_{column}"] for column in transform.REQUIRED[name]):
         raise _locate_failure({name: path}, {name: header}, None)
-    duplicate = transform.first_duplicate(keys)
+    if facts["unordered_keys"] == 0:
+        return  # strictly increasing keys cannot repeat
+    text = _text_scan(name, path, header)
+    duplicate = transform.first_duplicate(scan(name, path, header).select(transform.KEY).collect().to_series())
     if duplicate is not None:
-        lines = (
-            _text_scan(name, path, header)
-            .filter(pl.col(transform.KEY).str.strip_chars() == str(duplicate))
-            .head(2)
-            .collect()[_ROW]
-            .to_list()
-        )
-        where = " and ".join(str(_line(r)) for r in lines)
+        same = pl.col(transform.KEY).cast(pl.Int64, strict=False) == duplicate
+        rows = text.filter(same).head(2).collect()[_ROW].to_list()
+        where = " and ".join(str(_line(r)) for r in rows)
         raise DataError(f"{path}: duplicate {name} {transform.KEY} {duplicate} on lines {where}")
 
 

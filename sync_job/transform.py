@@ -47,13 +47,15 @@ class Combined:
 
     `unknown_orders` (order_id, payment_count) lists the order ids payments point at that are not in
     orders; it is tiny, so the I/O edge collects it with the combined sink and then writes
-    `rejected_payments_for(payments, unknown_orders)` without a second large join.
+    `rejected_payments_for(payments, unknown_orders)` without a second large join. `checks` holds, per
+    source, one row of `source_checks` facts computed in the same pass as the joins.
     """
 
     combined: pl.LazyFrame
     rejected_orders: pl.LazyFrame
     rejected_payments: pl.LazyFrame
     unknown_orders: pl.LazyFrame
+    checks: Mapping[str, pl.LazyFrame]
 
 
 def value_expression(text: str) -> pl.Expr:
@@ -89,31 +91,37 @@ def value_expression(text: str) -> pl.Expr:
 def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFrame, value: pl.Expr) -> Combined:
     """One row per order whose customer exists, with its payments summed; orphans go to the rejects.
 
-    Inputs must already satisfy their schemas and unique keys (the I/O edge checks that). The plan is
-    shaped for the streaming engine: the payment sums and the customers are the hash-join build sides
-    (held in memory), orders stream past both, and one full join finds orders without payments and
-    payments without orders at once, so no extra anti-join table is built.
+    Inputs must already satisfy their schemas and unique keys (the I/O edge checks `checks` before
+    it keeps any output). The plan is shaped for the streaming engine's memory: the payment sums and
+    the customers are the only hash-join build sides, orders stream past both, and one full join finds
+    orders without payments and payments without orders at once (no anti-join table).
     """
+    # Names are held in the customers hash table; as categoricals they take about half the memory.
+    customers = customers.with_columns(pl.col("first_name", "last_name").cast(pl.Categorical)).cache()
+    payments = payments.cache()  # one read feeds the join and the checks
     per_order = payments.group_by("order_id").agg(
         payment_count=pl.len().cast(pl.Int64), amount_cents=pl.col("amount").sum()
     )
-    known = customers.with_columns(_known=pl.lit(True))
-    # build_side is forced: the engine's default samples up to 10M rows of BOTH inputs to choose,
-    # which buffers the whole orders file in memory at this size.
+    names = customers.with_columns(_known=pl.lit(True))
     everything = (
-        orders.join(known, left_on="user_id", right_on=KEY, how="left", build_side="force_right")
+        orders.with_columns(_order=_key_step())  # marks order rows and checks id order on the way
+        # build_side is forced: by default the engine samples up to 10M rows of BOTH inputs to choose,
+        # which buffers the whole orders file at this size.
+        .join(names, left_on="user_id", right_on=KEY, how="left", build_side="force_right")
         .join(per_order, left_on=KEY, right_on="order_id", how="full", coalesce=False, build_side="force_right")
-        .cache()
-    )  # one execution shared by the three outputs; without it predicate pushdown rewrites each
-    is_order = pl.col(KEY).is_not_null()
+        .cache()  # one execution shared by every output; otherwise pushdown rewrites each branch apart
+    )
+    is_order = pl.col("_order").is_not_null()
+    known = pl.col("_known").is_not_null()
+    first, last = pl.col("first_name").cast(pl.String), pl.col("last_name").cast(pl.String)
     combined = (
-        everything.filter(is_order & pl.col("_known").is_not_null())
+        everything.filter(is_order & known)
         .select(
             order_id=pl.col(KEY),
             customer_id=pl.col("user_id"),
-            first_name=pl.col("first_name"),
-            last_name=pl.col("last_name"),
-            title=pl.concat_str("last_name", "first_name", separator=" ", ignore_nulls=True),
+            first_name=first,
+            last_name=last,
+            title=pl.concat_str(last, first, separator=" ", ignore_nulls=True),
             order_date=pl.col("order_date"),
             status=pl.col("status"),
             payment_count=pl.col("payment_count").fill_null(0),
@@ -122,12 +130,45 @@ def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFram
         .with_columns(value=value)
     )
     rejected_orders = (
-        everything.filter(is_order & pl.col("_known").is_null())
+        everything.filter(is_order & ~known)
         .select(ORDERS_SCHEMA.names())
         .with_columns(pl.format("customer {} does not exist", pl.col("user_id")).alias(REASON))
     )
     unknown_orders = everything.filter(~is_order).select("order_id", "payment_count")
-    return Combined(combined, rejected_orders, rejected_payments_for(payments, unknown_orders), unknown_orders)
+    order_checks = everything.filter(is_order).select(
+        rows=pl.len(),
+        unordered_keys=(pl.col("_order") <= 0).sum(),
+        **{f"missing_{column}": pl.col(column).null_count() for column in REQUIRED["orders"]},
+    )
+    return Combined(
+        combined=combined,
+        rejected_orders=rejected_orders,
+        rejected_payments=rejected_payments_for(payments, unknown_orders),
+        unknown_orders=unknown_orders,
+        checks={
+            "customers": source_checks("customers", customers),
+            "orders": order_checks,
+            "payments": source_checks("payments", payments),
+        },
+    )
+
+
+def source_checks(name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
+    """One row of streamable facts: rows, keys not above the previous one, missing required values.
+
+    Strictly increasing keys (the usual export) prove uniqueness without holding a key set in memory;
+    only when `unordered_keys` > 0 does the I/O edge look for duplicates the expensive way.
+    """
+    return frame.select(
+        rows=pl.len(),
+        unordered_keys=(pl.col(KEY).diff() <= 0).sum(),
+        **{f"missing_{column}": pl.col(column).null_count() for column in REQUIRED[name]},
+    )
+
+
+def _key_step() -> pl.Expr:
+    """-1, 0 or 1: the sign of (this key - previous key); 1 on the first row; never null."""
+    return pl.col(KEY).diff().fill_null(1).sign().cast(pl.Int8)
 
 
 def rejected_payments_for(payments: pl.LazyFrame, unknown_orders: pl.LazyFrame) -> pl.LazyFrame:
@@ -135,11 +176,6 @@ def rejected_payments_for(payments: pl.LazyFrame, unknown_orders: pl.LazyFrame) 
     return payments.join(unknown_orders.select("order_id"), on="order_id", how="semi").with_columns(
         pl.format("order {} does not exist", pl.col("order_id")).alias(REASON)
     )
-
-
-def missing_values(name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
-    """One row: how many lines lack a value in each required column (a cheap streaming aggregate)."""
-    return frame.select(pl.col(column).null_count() for column in REQUIRED[name])
 
 
 def first_duplicate(keys: pl.Series) -> int | None:

@@ -16,7 +16,6 @@ from sync_job.transform import (
     combine,
     first_bad_value,
     first_duplicate,
-    missing_values,
     value_expression,
 )
 
@@ -122,12 +121,32 @@ def test_invalid_value_expression_is_a_config_error_naming_it(text: str, problem
     assert repr(text) in str(caught.value)
 
 
-def test_missing_values_counts_empty_required_columns() -> None:
+def test_checks_count_rows_missing_values_and_keys_out_of_order() -> None:
     orders = pl.LazyFrame(
-        {"id": [1, None], "user_id": [None, None], "order_date": [date(2018, 1, 1), None], "status": [None, "x"]},
+        {"id": [10, 12, 11], "user_id": [None, 1, 1], "order_date": [date(2018, 1, 1), None, None], "status": "x"},
         schema=ORDERS_SCHEMA,
     )
-    assert missing_values("orders", orders).collect().row(0) == (1, 2, 1)
+    payments = pl.LazyFrame(
+        {"id": [1, 2, 2], "order_id": [10, None, 11], "payment_method": ["a", "b", "c"], "amount": [None, 1, 2]},
+        schema=PAYMENTS_SCHEMA,
+    )
+    checks = combine(CUSTOMERS, orders, payments, value_expression("amount_cents")).checks
+    facts = {name: frame.collect().row(0, named=True) for name, frame in checks.items()}
+    assert facts["customers"] == {"rows": 3, "unordered_keys": 0, "missing_id": 0}
+    assert facts["orders"] == {
+        "rows": 3,
+        "unordered_keys": 1,
+        "missing_id": 0,
+        "missing_user_id": 1,
+        "missing_order_date": 2,
+    }
+    assert facts["payments"] == {
+        "rows": 3,
+        "unordered_keys": 1,
+        "missing_id": 0,
+        "missing_order_id": 1,
+        "missing_amount": 1,
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,244 @@
+"""build_combined on real files: outputs, rejects, encodings, each bad input, atomic write, jaffle figures."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from sync_job.combined import build_combined, read_combined, read_customers
+from sync_job.errors import ConfigError, DataError
+from sync_job.transform import COMBINED_SCHEMA
+
+JAFFLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffle"
+
+CUSTOMERS = 'id,first_name,last_name\n1,Michael,P.\n2,Zoë,"Nguyễn, Jr."\n3,Kathleen,P.\n'
+ORDERS = "id,user_id,order_date,status\n1,1,2018-01-01,returned\n2,2,2018-01-02,completed\n3,9,2018-01-04,placed\n"
+PAYMENTS = "id,order_id,payment_method,amount\n1,1,credit_card,1000\n2,1,coupon,250\n3,7,coupon,300\n"
+
+
+def write_sources(folder: Path, **texts: str | bytes) -> dict[str, Path]:
+    """Write the three CSVs (defaults above, overridden by name) and return their paths."""
+    defaults = {"customers": CUSTOMERS, "orders": ORDERS, "payments": PAYMENTS}
+    paths = {}
+    for name, text in (defaults | texts).items():
+        paths[name] = folder / f"raw_{name}.csv"
+        paths[name].write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return paths
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path / "work"
+
+
+def _fails(tmp_path: Path, workdir: Path, **texts: str) -> str:
+    paths = write_sources(tmp_path, **texts)
+    with pytest.raises(DataError) as caught:
+        build_combined(paths, workdir, "amount_cents / 100")
+    assert not (workdir / "combined.csv").exists()
+    return str(caught.value)
+
+
+def test_writes_combined_csv_with_sums_and_reports_counts(tmp_path: Path, workdir: Path) -> None:
+    result = build_combined(write_sources(tmp_path), workdir, "amount_cents / 100")
+    assert (result.rows, result.customers, result.rejected_orders, result.rejected_payments) == (2, 3, 1, 1)
+    assert result.combined_path == workdir / "combined.csv"
+    assert result.customers_path == tmp_path / "raw_customers.csv"
+    rows = read_combined(result.combined_path).sort("order_id").rows()
+    assert rows[0][:5] == (1, 1, "Michael", "P.", "P. Michael")
+    assert rows[0][7:] == (2, 1250, 12.5)
+    assert rows[1][4] == "Nguyễn, Jr. Zoë"
+    assert rows[1][7:] == (0, 0, 0.0)
+
+
+def test_read_combined_returns_the_contract_schema(tmp_path: Path, workdir: Path) -> None:
+    result = build_combined(write_sources(tmp_path), workdir, "amount_cents / 100 * 2")
+    frame = read_combined(result.combined_path)
+    assert frame.schema == COMBINED_SCHEMA
+    assert frame.filter(pl.col("order_id") == 1)["value"].item() == 25.0
+
+
+def test_rejected_files_carry_the_rows_and_a_reason(tmp_path: Path, workdir: Path) -> None:
+    result = build_combined(write_sources(tmp_path), workdir, "amount_cents / 100")
+    orders = list(csv.DictReader((result.rejected_dir / "orders.csv").open(encoding="utf-8")))
+    payments = list(csv.DictReader((result.rejected_dir / "payments.csv").open(encoding="utf-8")))
+    assert orders == [
+        {
+            "id": "3",
+            "user_id": "9",
+            "order_date": "2018-01-04",
+            "status": "placed",
+            "reason": "customer 9 does not exist",
+        }
+    ]
+    assert payments == [
+        {"id": "3", "order_id": "7", "payment_method": "coupon", "amount": "300", "reason": "order 7 does not exist"}
+    ]
+
+
+def test_no_rejects_gives_header_only_reject_files(tmp_path: Path, workdir: Path) -> None:
+    paths = write_sources(tmp_path, orders=ORDERS.rsplit("3,9", 1)[0], payments=PAYMENTS.rsplit("3,7", 1)[0])
+    result = build_combined(paths, workdir, "amount_cents / 100")
+    assert (result.rejected_orders, result.rejected_payments) == (0, 0)
+    assert (result.rejected_dir / "orders.csv").read_text().startswith("id,user_id,order_date,status,reason")
+    assert (result.rejected_dir / "payments.csv").read_text().startswith("id,order_id,payment_method,amount,reason")
+
+
+def test_read_customers_returns_every_customer_with_or_without_orders(tmp_path: Path) -> None:
+    customers = read_customers(write_sources(tmp_path)["customers"])
+    assert customers.columns == ["id", "first_name", "last_name"]
+    assert customers["id"].to_list() == [1, 2, 3]
+
+
+def test_read_customers_rejects_a_duplicate_id(tmp_path: Path) -> None:
+    path = write_sources(tmp_path, customers=CUSTOMERS + "2,Again,X\n")["customers"]
+    with pytest.raises(DataError, match=r"duplicate customers id 2 on lines 3 and 5"):
+        read_customers(path)
+
+
+def test_bom_crlf_and_quoted_commas_are_read(tmp_path: Path, workdir: Path) -> None:
+    bom_crlf = {name: b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode() for name, text in
+                {"customers": CUSTOMERS, "orders": ORDERS, "payments": PAYMENTS}.items()}  # fmt: skip
+    result = build_combined(write_sources(tmp_path, **bom_crlf), workdir, "amount_cents / 100")
+    frame = read_combined(result.combined_path).sort("order_id")
+    assert frame["last_name"].to_list() == ["P.", "Nguyễn, Jr."]
+    assert frame["status"].to_list() == ["returned", "completed"]  # no stray \r
+
+
+def test_extra_columns_and_reordered_columns_are_accepted(tmp_path: Path, workdir: Path) -> None:
+    customers = "last_name,id,email,first_name\nP.,1,a@x,Michael\nM.,2,b@x,Shawn\nQ.,3,,Kate\n"
+    result = build_combined(write_sources(tmp_path, customers=customers), workdir, "amount_cents / 100")
+    assert read_combined(result.combined_path).sort("order_id")["title"].to_list() == ["P. Michael", "M. Shawn"]
+
+
+def test_invalid_value_expression_fails_before_reading_anything(tmp_path: Path, workdir: Path) -> None:
+    with pytest.raises(ConfigError, match="'amount_cents / '"):
+        build_combined(write_sources(tmp_path), workdir, "amount_cents / ")
+    assert not workdir.exists()
+
+
+def test_misnamed_column_names_expected_and_found(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("amount", "amont", 1))
+    assert "raw_payments.csv" in message
+    assert "line 1" in message
+    assert "missing column 'amount'" in message
+    assert "found id, order_id, payment_method, amont" in message
+    assert "'amont' meant to be 'amount'" in message
+
+
+def test_missing_column_is_named(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, orders="id,user_id,status\n1,1,placed\n")
+    assert "raw_orders.csv" in message
+    assert "missing column 'order_date'" in message
+
+
+def test_non_numeric_amount_names_line_and_value(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", "2,1,coupon,2.5O"))
+    assert message.endswith("raw_payments.csv: line 3: amount: not a whole number: '2.5O'")
+
+
+def test_non_numeric_id_names_line_and_value(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, customers=CUSTOMERS.replace("3,Kathleen", "C3,Kathleen"))
+    assert message.endswith("raw_customers.csv: line 4: id: not a whole number: 'C3'")
+
+
+def test_unparsable_date_names_line_and_value(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, orders=ORDERS.replace("2018-01-02", "02/01/2018"))
+    assert message.endswith("raw_orders.csv: line 3: order_date: not a date (YYYY-MM-DD): '02/01/2018'")
+
+
+def test_missing_required_value_names_line(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("1,1,credit_card,1000", "1,1,credit_card,"))
+    assert message.endswith("raw_payments.csv: line 2: amount: missing value")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("customers", CUSTOMERS + "2,Twice,X\n", "raw_customers.csv: duplicate customers id 2 on lines 3 and 5"),
+        ("orders", ORDERS + "1,2,2018-02-01,placed\n", "raw_orders.csv: duplicate orders id 1 on lines 2 and 5"),
+        ("payments", PAYMENTS.replace("2,1,coupon", "1,1,coupon"), "duplicate payments id 1 on lines 2 and 3"),
+    ],
+)
+def test_duplicate_primary_key_names_key_and_lines(
+    tmp_path: Path, workdir: Path, name: str, text: str, expected: str
+) -> None:
+    assert expected in _fails(tmp_path, workdir, **{name: text})
+
+
+@pytest.mark.parametrize("text", ["", "\ufeff", "\n\n"])
+def test_empty_file_is_a_data_error(tmp_path: Path, workdir: Path, text: str) -> None:
+    message = _fails(tmp_path, workdir, orders=text)
+    assert "raw_orders.csv: empty file" in message
+
+
+def test_header_only_file_is_a_data_error(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments="id,order_id,payment_method,amount\r\n")
+    assert message.endswith("raw_payments.csv: header only, no data rows")
+
+
+def test_missing_file_is_a_data_error(tmp_path: Path, workdir: Path) -> None:
+    paths = write_sources(tmp_path)
+    paths["orders"].unlink()
+    with pytest.raises(DataError, match=r"raw_orders\.csv: orders file not found"):
+        build_combined(paths, workdir, "amount_cents / 100")
+
+
+def test_failed_run_keeps_the_previous_output_and_leaves_no_temp_files(tmp_path: Path, workdir: Path) -> None:
+    paths = write_sources(tmp_path)
+    build_combined(paths, workdir, "amount_cents / 100")
+    before = (workdir / "combined.csv").read_bytes()
+    paths["payments"].write_text(PAYMENTS + "4,1,cash,lots\n")
+    with pytest.raises(DataError, match="line 5: amount"):
+        build_combined(paths, workdir, "amount_cents / 100")
+    assert (workdir / "combined.csv").read_bytes() == before
+    leftovers = [p.name for p in workdir.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_successful_run_replaces_the_output_and_leaves_no_temp_files(tmp_path: Path, workdir: Path) -> None:
+    paths = write_sources(tmp_path)
+    build_combined(paths, workdir, "amount_cents / 100")
+    build_combined(paths, workdir, "amount_cents / 100 * 2")
+    assert read_combined(workdir / "combined.csv").filter(pl.col("order_id") == 1)["value"].item() == 25.0
+    assert sorted(p.name for p in workdir.rglob("*") if p.is_file()) == ["combined.csv", "orders.csv", "payments.csv"]
+
+
+def test_jaffle_shop_figures_match_an_independent_computation(workdir: Path) -> None:
+    """The real jaffle-shop seeds through the transform equal a plain-Python csv-module computation."""
+    if not (JAFFLE / "raw_payments.csv").is_file():
+        pytest.skip(f"jaffle-shop seed CSVs not available at {JAFFLE} (../shared is absent)")
+    paths = {name: JAFFLE / f"raw_{name}.csv" for name in ("customers", "orders", "payments")}
+    result = build_combined(paths, workdir, "amount_cents / 100")
+
+    def rows(name: str) -> list[dict[str, str]]:
+        with paths[name].open(encoding="utf-8-sig", newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    customers = {int(r["id"]): r for r in rows("customers")}
+    sums: dict[int, int] = defaultdict(int)
+    counts: dict[int, int] = defaultdict(int)
+    for payment in rows("payments"):
+        sums[int(payment["order_id"])] += int(payment["amount"])
+        counts[int(payment["order_id"])] += 1
+    expected = {}
+    for order in rows("orders"):
+        customer = customers.get(int(order["user_id"]))
+        if customer is not None:
+            oid = int(order["id"])
+            title = f"{customer['last_name']} {customer['first_name']}"
+            expected[oid] = (int(order["user_id"]), title, order["status"], counts[oid], sums[oid], sums[oid] / 100)
+
+    combined = read_combined(result.combined_path)
+    actual = {
+        r["order_id"]: (r["customer_id"], r["title"], r["status"], r["payment_count"], r["amount_cents"], r["value"])
+        for r in combined.iter_rows(named=True)
+    }
+    assert actual == expected
+    assert result.customers == len(customers)
+    assert result.rows == len(expected)
+    assert combined["amount_cents"].sum() == sum(sums[oid] for oid in expected)
