@@ -119,6 +119,12 @@ def parse(raw: dict[str, Any], origin: Path) -> Settings:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {_describe(exc)}") from None
+    from sync_job.transform import value_expression  # polars loads only once the file itself is valid
+
+    try:
+        value_expression(settings.value)  # a bad expression fails here, before anything is fetched
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: 'value': {exc}") from None
     return _resolve_paths(settings, origin.parent)
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -15,10 +18,11 @@ from sync_job.config import Settings, api_token, postgres_dsn
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
-from sync_job.errors import EXIT_OK, EXIT_PARTIAL, BudgetExhausted
+from sync_job.errors import EXIT_OK, EXIT_PARTIAL, BudgetExhausted, Interrupted
 from sync_job.report import Phases, ResultCollector, RunReport, new_run_id, write_report
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
     try:
         async with shutdown.Shutdown(grace_seconds=options.grace_seconds) as stopper:
             with phases.timed("fetch"):
-                fetched = await fetch.fetch_all(settings)
+                fetched = await _unless_stopped(fetch.fetch_all(settings), stopper.stop, "fetching")
             ui.event(
                 "fetched", sources={n: {"path": str(s.path), "downloaded": s.downloaded} for n, s in fetched.items()}
             )
@@ -85,7 +89,7 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
             with ui.progress():
                 try:
                     with phases.timed("read_and_diff"):
-                        plan = await destination.plan(combined, customers)
+                        plan = await _unless_stopped(destination.plan(combined, customers), stopper.stop, "reading")
                 except BudgetExhausted as exc:
                     # Not even the reading fits in the budget: nothing was written, the report says why.
                     report.status, report.message = "budget_exhausted", f"partial: nothing applied: {exc}"
@@ -98,6 +102,10 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
                         report.status, report.exit_code = "dry_run", EXIT_OK
                     else:
                         await _apply(destination, plan, report, settings, phases, ui, stopper)
+    except Interrupted as exc:
+        # A signal before any write: nothing to drain, the report says the run did nothing.
+        report.status, report.message, report.exit_code = "interrupted", str(exc), EXIT_PARTIAL
+        log.warning("%s", exc)
     finally:
         report.api = destination.usage()
         await destination.aclose()
@@ -105,6 +113,22 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
     path = write_report(report, settings.workdir)
     ui.show_summary(report)
     return RunOutcome(report.exit_code, report, path)
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event, doing: str) -> T:
+    """Await `work` unless a signal arrives first: then cancel it (reads only, nothing to lose) and say so."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise Interrupted(f"interrupted while {doing}: nothing was written")
 
 
 async def _apply(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,4 +213,18 @@ def test_rejected_token_is_an_input_error_before_any_write(sources: Path, sandbo
         sync.run(settings, sync.RunOptions(token="wrong-token", base_url=sandbox.url))
     assert info.value.exit_code == EXIT_INPUT
     assert "wrong-token" not in str(info.value)
+    assert writes(sandbox) == 0
+
+
+def test_sigterm_while_reading_pipedrive_stops_without_waiting_for_all_pages(sources: Path, sandbox: Sandbox) -> None:
+    sandbox.configure(latency_ms=3000)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        outcome = run(sources, sandbox)
+    finally:
+        timer.cancel()
+    assert outcome.exit_code == EXIT_PARTIAL
+    assert outcome.report.status == "interrupted"
+    assert "nothing was written" in outcome.report.message
     assert writes(sandbox) == 0
