@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from tests.openapi import SPEC_PATH, OpenApiV2
+from tests.pg_server import NO_SERVER_REASON, PgServer, find_bin_dir
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +17,15 @@ def openapi_validator() -> OpenApiV2:
     if not SPEC_PATH.is_file():
         pytest.skip(f"Pipedrive v2 spec not available at {SPEC_PATH} (../shared is absent)")
     return OpenApiV2.load()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server; skipped only without a server binary, and never skipped when CI is set."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
+            pytest.fail(f"{NO_SERVER_REASON} (CI is set, so these tests fail instead of skipping)")
+        pytest.skip(NO_SERVER_REASON)
+    with PgServer(bin_dir) as server:
+        yield server

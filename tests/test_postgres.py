@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -17,21 +15,9 @@ from sync_job import config
 from sync_job.destinations.base import Plan, RecordResult
 from sync_job.destinations.postgres import PostgresDestination
 from sync_job.errors import AuthError, ConfigError, DataError
-from tests.pg_server import NO_SERVER_REASON, PASSWORD, PgServer, find_bin_dir
+from tests.pg_server import PASSWORD, PgServer
 
 NO_CUSTOMERS = pl.DataFrame(schema={"id": pl.Int64, "first_name": pl.Utf8, "last_name": pl.Utf8})
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
-    """A throwaway server; skipped only without a server binary, and never skipped when CI is set."""
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
-            pytest.fail(f"{NO_SERVER_REASON} (CI is set, so these tests fail instead of skipping)")
-        pytest.skip(NO_SERVER_REASON)
-    with PgServer(bin_dir) as server:
-        yield server
 
 
 @pytest.fixture
