@@ -16,6 +16,7 @@ from sync_job.transform import (
     combine,
     first_bad_value,
     first_duplicate,
+    source_checks,
     value_expression,
 )
 
@@ -121,32 +122,45 @@ def test_invalid_value_expression_is_a_config_error_naming_it(text: str, problem
     assert repr(text) in str(caught.value)
 
 
-def test_checks_count_rows_missing_values_and_keys_out_of_order() -> None:
-    orders = pl.LazyFrame(
-        {"id": [10, 12, 11], "user_id": [None, 1, 1], "order_date": [date(2018, 1, 1), None, None], "status": "x"},
-        schema=ORDERS_SCHEMA,
-    )
-    payments = pl.LazyFrame(
-        {"id": [1, 2, 2], "order_id": [10, None, 11], "payment_method": ["a", "b", "c"], "amount": [None, 1, 2]},
-        schema=PAYMENTS_SCHEMA,
-    )
+def _facts(orders: pl.LazyFrame = ORDERS, payments: pl.LazyFrame = PAYMENTS) -> dict[str, dict[str, int]]:
     checks = combine(CUSTOMERS, orders, payments, value_expression("amount_cents")).checks
-    facts = {name: frame.collect().row(0, named=True) for name, frame in checks.items()}
-    assert facts["customers"] == {"rows": 3, "unordered_keys": 0, "missing_id": 0}
-    assert facts["orders"] == {
-        "rows": 3,
-        "unordered_keys": 1,
-        "missing_id": 0,
-        "missing_user_id": 1,
-        "missing_order_date": 2,
+    return {name: frame.collect().row(0, named=True) for name, frame in checks.items()}
+
+
+def test_checks_count_rows_and_find_nothing_suspect_in_clean_sorted_input() -> None:
+    assert _facts() == {
+        "customers": {"rows": 3, "suspect": 0},
+        "orders": {"rows": 4, "suspect": 0},
+        "payments": {"rows": 5, "suspect": 0},
     }
-    assert facts["payments"] == {
-        "rows": 3,
-        "unordered_keys": 1,
-        "missing_id": 0,
-        "missing_order_id": 1,
-        "missing_amount": 1,
-    }
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [("id", [10, None, 12, 13]), ("user_id", [1, None, 1, 99]), ("order_date", [date(2018, 1, 1), None, None, None])],
+)
+def test_checks_flag_an_order_missing_a_required_value(column: str, values: list[object]) -> None:
+    orders = ORDERS.with_columns(pl.Series(column, values, dtype=ORDERS_SCHEMA[column]))
+    assert _facts(orders=orders)["orders"]["suspect"] > 0
+
+
+@pytest.mark.parametrize(("column", "values"), [("order_id", [10, None, 11, 13, 500]), ("amount", [1, 2, None, 4, 5])])
+def test_checks_flag_a_payment_missing_a_required_value(column: str, values: list[object]) -> None:
+    payments = PAYMENTS.with_columns(pl.Series(column, values, dtype=PAYMENTS_SCHEMA[column]))
+    assert _facts(payments=payments)["payments"]["suspect"] > 0
+
+
+def test_checks_flag_keys_that_do_not_increase() -> None:
+    orders = ORDERS.with_columns(id=pl.Series([10, 12, 11, 13]))
+    payments = PAYMENTS.with_columns(id=pl.Series([1, 2, 2, 3, 4]))
+    facts = _facts(orders=orders, payments=payments)
+    assert facts["orders"]["suspect"] == 1
+    assert facts["payments"]["suspect"] > 0
+
+
+def test_source_checks_flag_missing_customer_id_and_unsorted_ids() -> None:
+    customers = pl.LazyFrame({"id": [3, None, 4, 2]}, schema={"id": pl.Int64})
+    assert source_checks("customers", customers).collect().row(0) == (4, 2)
 
 
 @pytest.mark.parametrize(
