@@ -97,7 +97,7 @@ class RunConsole:
                 report=report.paths.get("report"),
             )
             return
-        table = Table(title=f"sync-job run {report.run_id}: {report.status}")
+        table = Table(title=f"{report.status.upper()}  (run {report.run_id})")
         table.add_column("entity")
         table.add_column("action:outcome")
         table.add_column("records", justify="right")
@@ -105,7 +105,10 @@ class RunConsole:
             for key, n in counts.items():
                 table.add_row(entity, key, str(n))
         for entity in report.plan.get("entities", []):
-            table.add_row(entity["entity"], "unchanged", str(entity["unchanged"]))
+            if entity["unchanged"]:
+                table.add_row(entity["entity"], "unchanged", str(entity["unchanged"]))
+            if entity["duplicates"]:
+                table.add_row(entity["entity"], "remote duplicates (left alone)", str(entity["duplicates"]))
         self.console.print(table)
         if report.failures_total:
             self.console.print(

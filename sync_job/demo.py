@@ -43,7 +43,7 @@ def run_demo(workdir: Path, *, rich_output: bool) -> int:
         f"demo: first run exit {first.exit_code}, second run exit {second.exit_code} "
         f"with {writes_second} write request(s)",
         f"demo: combined.csv -> {first.report.paths.get('combined')}",
-        f"demo: results -> {second.report.paths.get('results')}",
+        f"demo: results of the first run -> {first.report.paths.get('results')}",
         f"demo: report -> {second.report_path}",
     ]
     for line in lines:

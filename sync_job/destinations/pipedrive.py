@@ -60,6 +60,8 @@ class PipedriveDestination:
         async for page in self.client.iter_pages(entity, code):
             frames.append(page)
             self.ui.advance(f"reading {entity}s", page.height)
+        total = sum(frame.height for frame in frames)
+        self.ui.advance(f"reading {entity}s", 0, total=total)  # the bar ends full, even for an empty CRM
         if not frames:
             return empty_frame(entity)
         return pl.concat(frames, how="vertical", rechunk=True)
