@@ -97,6 +97,9 @@ class RunConsole:
                 report=report.paths.get("report"),
             )
             return
+        if report.dry_run:
+            self.console.print(f"Dry run: no write request was sent. Report: {report.paths.get('report')}")
+            return
         table = Table(title=f"{report.status.upper()}  (run {report.run_id})")
         table.add_column("entity")
         table.add_column("action:outcome")
