@@ -60,7 +60,6 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
                 [
                     result.combined.sink_csv(combined_tmp, lazy=True, maintain_order=False),
                     result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
-                    result.rejected_orders.select(pl.len()),
                     result.unknown_orders,
                     *(result.checks[name] for name in SOURCES),
                 ],
@@ -68,13 +67,16 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
             )
         except pl.exceptions.PolarsError as exc:
             raise _locate_failure(paths, headers, exc) from None
-        rejected_orders = int(outputs[2].item())
-        unknown_orders = outputs[3]
-        facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[4:], strict=True)}
+        unknown_orders = outputs[2]
+        facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[3:], strict=True)}
+        rejected_orders = int(facts["orders"]["rejected"])
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
-        transform.rejected_payments_for(frames["payments"], unknown_orders.lazy()).sink_csv(
+        # A second read of payments, but only when some point at a missing order: holding every
+        # payment until the end of the main pass to pick them out there would cost far more memory.
+        payments = frames["payments"] if unknown_orders.height else frames["payments"].head(0)
+        transform.rejected_payments_for(payments, unknown_orders.lazy()).sink_csv(
             payments_tmp, maintain_order=False, engine="streaming"
         )
         log.debug("rejected payments done after %.2fs", time.perf_counter() - started)
@@ -156,23 +158,22 @@ def scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
     return pl.scan_csv(path, schema=file_schema).select(schema.names())
 
 
-def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int]) -> None:
+def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | None]) -> None:
     """Raise DataError for the first missing required value or duplicated key of a source.
 
-    The main pass only counts suspect lines; naming the line or key costs a rescan, paid on this
-    path alone (and for sources whose keys are not in increasing order).
+    The main pass only counts; naming the line or key costs a rescan, paid on this path alone (and,
+    for the duplicate search, by sources whose keys are not one dense range).
     """
-    if facts["rows"] == 0:
+    if not facts["rows"]:
         raise DataError(f"{path}: header only, no data rows")
-    if facts["suspect"] == 0:
-        return  # nothing missing, and strictly increasing keys cannot repeat
-    text = _text_scan(name, path, header)
-    if transform.first_bad_value(name, text).collect().height:
+    if facts["missing"]:
         raise _locate_failure({name: path}, {name: header}, None)
+    if transform.keys_unique(facts):
+        return
     duplicate = transform.first_duplicate(scan(name, path, header).select(transform.KEY).collect().to_series())
     if duplicate is not None:
         same = pl.col(transform.KEY).cast(pl.Int64, strict=False) == duplicate
-        rows = text.filter(same).head(2).collect()[_ROW].to_list()
+        rows = _text_scan(name, path, header).filter(same).head(2).collect()[_ROW].to_list()
         where = " and ".join(str(_line(r)) for r in rows)
         raise DataError(f"{path}: duplicate {name} {transform.KEY} {duplicate} on lines {where}")
 

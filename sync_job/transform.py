@@ -38,6 +38,7 @@ REQUIRED: Mapping[str, tuple[str, ...]] = {
     "payments": ("id", "order_id", "amount"),
 }
 KEY = "id"  # the primary key of every source
+_HASH_SEED = 20180101  # any fixed seed: both sides of the comparison are hashed in one process
 REASON = "reason"
 
 
@@ -98,18 +99,13 @@ def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFram
     """
     # Names are held in the customers hash table; as categoricals they take about half the memory.
     customers = customers.with_columns(pl.col("first_name", "last_name").cast(pl.Categorical)).cache()
-    per_order = (
-        payments.with_columns(_step=_key_step())
-        .group_by("order_id")
-        .agg(
-            payment_count=pl.len().cast(pl.Int64),
-            amount_cents=pl.col("amount").sum(),
-            _suspect=_suspect("payments", pl.col("_step")).any(),  # one bit per order: cheap to carry
-        )
+    payments = payments.cache()  # one read feeds the sums and the checks
+    per_order = payments.group_by("order_id").agg(
+        payment_count=pl.len().cast(pl.Int64), amount_cents=pl.col("amount").sum()
     )
     names = customers.with_columns(_known=pl.lit(True))
     everything = (
-        orders.with_columns(_order=_key_step())  # marks order rows and checks id order on the way
+        orders.with_columns(_order=pl.lit(True))
         # build_side is forced: by default the engine samples up to 10M rows of BOTH inputs to choose,
         # which buffers the whole orders file at this size.
         .join(names, left_on="user_id", right_on=KEY, how="left", build_side="force_right")
@@ -140,17 +136,10 @@ def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFram
         .with_columns(pl.format("customer {} does not exist", pl.col("user_id")).alias(REASON))
     )
     unknown_orders = everything.filter(~is_order).select("order_id", "payment_count")
-    no_order = ~is_order
     checks = {
         "customers": source_checks("customers", customers),
-        "orders": everything.select(
-            rows=is_order.sum(), suspect=(is_order & _suspect("orders", pl.col("_order"))).sum()
-        ),
-        "payments": everything.select(
-            rows=pl.col("payment_count").sum(),
-            suspect=pl.col("_suspect").sum()
-            + pl.col("payment_count").filter(no_order & pl.col("order_id").is_null()).sum(),
-        ),
+        "orders": source_checks("orders", everything, rows=is_order, rejected=(is_order & ~known).sum()),
+        "payments": source_checks("payments", payments),
     }
     return Combined(
         combined=combined,
@@ -161,24 +150,43 @@ def combine(customers: pl.LazyFrame, orders: pl.LazyFrame, payments: pl.LazyFram
     )
 
 
-def source_checks(name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
-    """One row of streamable facts: `rows`, and `suspect` lines (a required value missing or a key
-    not above the previous one).
+def source_checks(name: str, frame: pl.LazyFrame, rows: pl.Expr | None = None, **extra: pl.Expr) -> pl.LazyFrame:
+    """One row of order-free streaming facts about a source's lines (those where `rows` holds).
 
-    Strictly increasing keys (the usual export) prove uniqueness without holding a key set in memory;
-    only when `suspect` > 0 does the I/O edge look for the bad line or the duplicate the slow way.
+    `rows`; `missing`: lines lacking a required value; `lo`, `hi`: the key range; `key_hash`: the
+    wrapping sum of the keys' hashes. `keys_unique` turns the last four into a uniqueness proof
+    without holding a key set in memory. `extra` aggregates ride along in the same row.
     """
-    return frame.select(rows=pl.len(), suspect=_suspect(name, pl.col(KEY).diff().fill_null(1)).sum())
+    keep = pl.lit(True) if rows is None else rows
+    key = pl.col(KEY) if rows is None else pl.col(KEY).filter(rows)
+    return frame.select(
+        rows=(pl.len() if rows is None else rows.sum()).cast(pl.Int64),
+        missing=(keep & pl.any_horizontal(pl.col(c).is_null() for c in REQUIRED[name])).sum().cast(pl.Int64),
+        lo=key.min(),
+        hi=key.max(),
+        key_hash=key.hash(_HASH_SEED).sum(),
+        **extra,
+    )
 
 
-def _suspect(name: str, step: pl.Expr) -> pl.Expr:
-    """True where a required value is missing or the key does not increase (`step` <= 0)."""
-    return pl.any_horizontal(step <= 0, *(pl.col(column).is_null() for column in REQUIRED[name]))
+def keys_unique(facts: Mapping[str, int | None]) -> bool | None:
+    """From `source_checks` facts (no missing keys): True if the keys are surely unique, False if some
+    key surely repeats, None if only an exact search can tell.
 
-
-def _key_step() -> pl.Expr:
-    """-1, 0 or 1: the sign of (this key - previous key); 1 on the first row; never null."""
-    return pl.col(KEY).diff().fill_null(1).sign().cast(pl.Int8)
+    n keys within [lo, hi] with n = hi - lo + 1 are all distinct exactly when they are that whole
+    range, which the hash sum confirms (a false match needs a 64-bit collision); more keys than the
+    range holds must repeat. Sparse keys (n < hi - lo + 1) prove nothing.
+    """
+    rows, lo, hi = facts["rows"], facts["lo"], facts["hi"]
+    if not rows or lo is None or hi is None:
+        return True
+    span = hi - lo + 1
+    if rows > span:
+        return False
+    if rows < span:
+        return None
+    expected = pl.int_range(lo, hi + 1, dtype=pl.Int64, eager=True).hash(_HASH_SEED).sum()
+    return bool(expected == facts["key_hash"])
 
 
 def rejected_payments_for(payments: pl.LazyFrame, unknown_orders: pl.LazyFrame) -> pl.LazyFrame:

@@ -242,3 +242,17 @@ def test_jaffle_shop_figures_match_an_independent_computation(workdir: Path) -> 
     assert result.customers == len(customers)
     assert result.rows == len(expected)
     assert combined["amount_cents"].sum() == sum(sums[oid] for oid in expected)
+
+
+def test_sparse_unsorted_unique_ids_are_accepted(tmp_path: Path, workdir: Path) -> None:
+    customers = "id,first_name,last_name\n900,Ann,A.\n5,Bob,B.\n70,Cy,C.\n"
+    orders = "id,user_id,order_date,status\n40,5,2018-01-01,placed\n7,900,2018-01-02,placed\n"
+    payments = "id,order_id,payment_method,amount\n300,40,coupon,100\n2,7,coupon,200\n"
+    paths = write_sources(tmp_path, customers=customers, orders=orders, payments=payments)
+    result = build_combined(paths, workdir, "amount_cents / 100")
+    assert (result.rows, result.customers) == (2, 3)
+
+
+def test_duplicate_among_sparse_ids_is_found(tmp_path: Path, workdir: Path) -> None:
+    customers = "id,first_name,last_name\n900,Ann,A.\n5,Bob,B.\n70,Cy,C.\n5,Bo,B.\n"
+    assert "duplicate customers id 5 on lines 3 and 5" in _fails(tmp_path, workdir, customers=customers)

@@ -16,6 +16,7 @@ from sync_job.transform import (
     combine,
     first_bad_value,
     first_duplicate,
+    keys_unique,
     source_checks,
     value_expression,
 )
@@ -127,40 +128,56 @@ def _facts(orders: pl.LazyFrame = ORDERS, payments: pl.LazyFrame = PAYMENTS) -> 
     return {name: frame.collect().row(0, named=True) for name, frame in checks.items()}
 
 
-def test_checks_count_rows_and_find_nothing_suspect_in_clean_sorted_input() -> None:
-    assert _facts() == {
-        "customers": {"rows": 3, "suspect": 0},
-        "orders": {"rows": 4, "suspect": 0},
-        "payments": {"rows": 5, "suspect": 0},
+def test_checks_count_rows_key_ranges_and_rejected_orders() -> None:
+    facts = _facts()
+    assert {name: (f["rows"], f["missing"], f["lo"], f["hi"]) for name, f in facts.items()} == {
+        "customers": (3, 0, 1, 3),
+        "orders": (4, 0, 10, 13),
+        "payments": (5, 0, 1, 5),
     }
+    assert facts["orders"]["rejected"] == 1
 
 
 @pytest.mark.parametrize(
     ("column", "values"),
     [("id", [10, None, 12, 13]), ("user_id", [1, None, 1, 99]), ("order_date", [date(2018, 1, 1), None, None, None])],
 )
-def test_checks_flag_an_order_missing_a_required_value(column: str, values: list[object]) -> None:
+def test_checks_count_orders_missing_a_required_value(column: str, values: list[object]) -> None:
     orders = ORDERS.with_columns(pl.Series(column, values, dtype=ORDERS_SCHEMA[column]))
-    assert _facts(orders=orders)["orders"]["suspect"] > 0
+    assert _facts(orders=orders)["orders"]["missing"] == values.count(None)
 
 
 @pytest.mark.parametrize(("column", "values"), [("order_id", [10, None, 11, 13, 500]), ("amount", [1, 2, None, 4, 5])])
-def test_checks_flag_a_payment_missing_a_required_value(column: str, values: list[object]) -> None:
+def test_checks_count_payments_missing_a_required_value(column: str, values: list[object]) -> None:
     payments = PAYMENTS.with_columns(pl.Series(column, values, dtype=PAYMENTS_SCHEMA[column]))
-    assert _facts(payments=payments)["payments"]["suspect"] > 0
+    assert _facts(payments=payments)["payments"]["missing"] == 1
 
 
-def test_checks_flag_keys_that_do_not_increase() -> None:
-    orders = ORDERS.with_columns(id=pl.Series([10, 12, 11, 13]))
-    payments = PAYMENTS.with_columns(id=pl.Series([1, 2, 2, 3, 4]))
-    facts = _facts(orders=orders, payments=payments)
-    assert facts["orders"]["suspect"] == 1
-    assert facts["payments"]["suspect"] > 0
+def _keys(*keys: int) -> dict[str, int | None]:
+    frame = pl.LazyFrame({"id": list(keys)}, schema={"id": pl.Int64})
+    return source_checks("customers", frame).collect().row(0, named=True)
 
 
-def test_source_checks_flag_missing_customer_id_and_unsorted_ids() -> None:
-    customers = pl.LazyFrame({"id": [3, None, 4, 2]}, schema={"id": pl.Int64})
-    assert source_checks("customers", customers).collect().row(0) == (4, 2)
+@pytest.mark.parametrize(
+    ("keys", "unique"),
+    [
+        ((1, 2, 3, 4), True),  # a dense range, in order
+        ((4, 2, 3, 1), True),  # a dense range, shuffled: order does not matter
+        ((1, 2, 2, 4), False),  # n keys in a span of n, not the whole range: a repeat
+        ((1, 2, 2), False),  # more keys than the span holds
+        ((1, 5, 9), None),  # sparse keys prove nothing: the exact search decides
+        ((1, 5, 5), None),
+    ],
+)
+def test_keys_unique_proves_or_disproves_dense_keys_and_defers_sparse_ones(
+    keys: tuple[int, ...], unique: bool | None
+) -> None:
+    assert keys_unique(_keys(*keys)) is unique
+
+
+def test_source_checks_count_a_missing_key() -> None:
+    frame = pl.LazyFrame({"id": [3, None, 4]}, schema={"id": pl.Int64})
+    assert source_checks("customers", frame).collect()["missing"].item() == 1
 
 
 @pytest.mark.parametrize(
