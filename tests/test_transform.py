@@ -17,6 +17,7 @@ from sync_job.transform import (
     first_bad_value,
     first_duplicate,
     keys_unique,
+    repetitive_names,
     source_checks,
     value_expression,
 )
@@ -208,3 +209,20 @@ def test_first_bad_value_reports_a_missing_required_value() -> None:
         schema={c: pl.String for c in ("id", "user_id", "order_date", "status")} | {"row": pl.UInt32},
     ).select("row", "id", "user_id", "order_date", "status")
     assert first_bad_value("orders", text).collect().select("row", "column").row(0) == (0, "order_date")
+
+
+def test_repetitive_names_picks_name_columns_that_repeat_in_the_sample() -> None:
+    sample = pl.DataFrame(
+        {"id": range(10), "first_name": ["Ann", "Bob"] * 5, "last_name": [f"Name{i}" for i in range(10)]}
+    )
+    assert repetitive_names(sample) == ("first_name",)
+    assert repetitive_names(sample.head(0)) == ()
+
+
+def test_categorical_names_give_the_same_combined_rows() -> None:
+    plain = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents")).combined.collect()
+    compact = combine(
+        CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents"), repetitive_names=("first_name", "last_name")
+    ).combined.collect()
+    assert compact.schema == COMBINED_SCHEMA
+    assert compact.sort("order_id").equals(plain.sort("order_id"))
