@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from typing import Literal
+from typing import Any, Literal
 
 LogFormat = Literal["auto", "json", "text"]
 
@@ -29,6 +29,18 @@ class RedactSecrets(logging.Filter):
                 message = message.replace(secret, "***")
             record.msg, record.args = message, None
         return True
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now: a handler bound at set-up outlives a swapped or closed stream."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,7 +71,7 @@ def setup(log_format: LogFormat = "auto", verbose: bool = False, extra_secrets: 
         handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactSecrets(extra_secrets))
     root = logging.getLogger()

@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,9 @@ def write_report(report: RunReport, workdir: Path) -> Path:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+    """Sortable and unique: two runs in the same second (tests, --every) must not share a results file."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + f"-{os.getpid()}"
 
 
 def _streak_key(result: RecordResult) -> str:

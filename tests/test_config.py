@@ -65,7 +65,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_token_in_the_file_is_rejected_as_unknown_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown key 'pipedrive.api_token'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'pipedrive\.api_token'"):
         config.load(write(tmp_path, GOOD + "pipedrive:\n  api_token: abc\n"))
 
 
@@ -83,5 +83,5 @@ def test_missing_token_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_bad_table_name_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="destination.table"):
+    with pytest.raises(ConfigError, match=r"destination\.table"):
         config.load(write(tmp_path, GOOD + "destination:\n  kind: postgres\n  table: 'x; drop table y'\n"))
