@@ -7,8 +7,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# pyproject names README.md as the package's readme: the build needs it.
-COPY pyproject.toml README.md ./
+# pyproject names README.md (readme) and LICENSE (license-files): the build needs both.
+COPY pyproject.toml README.md LICENSE ./
 COPY sync_job/ sync_job/
 RUN /opt/venv/bin/pip install .
 

@@ -123,7 +123,7 @@ class RunConsole:
         api = report.api
         if api:
             self.console.print(
-                f"API: {api.get('requests_total', '?')} requests, {api.get('status_429', 0)} answered 429, "
+                f"API: {api.get('requests_total', '?')} requests, {api.get('rate_limited_429', 0)} answered 429, "
                 f"{api.get('retries', 0)} retries, {api.get('tokens_used', '?')} tokens"
             )
         self.console.print(f"Report: {report.paths.get('report')}")
