@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sync_job.sandbox.server import Sandbox, SandboxOptions
+from tests.e2e import TOKEN
 from tests.openapi import SPEC_PATH, OpenApiV2
 from tests.pg_server import NO_SERVER_REASON, PgServer, find_bin_dir
 
@@ -29,3 +31,10 @@ def pg() -> Iterator[PgServer]:
         pytest.skip(NO_SERVER_REASON)
     with PgServer(bin_dir) as server:
         yield server
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A fresh in-process Pipedrive sandbox on a free 127.0.0.1 port, rate limits high enough not to matter."""
+    with Sandbox(SandboxOptions(token=TOKEN, burst=1000, search_burst=1000)) as sb:
+        yield sb

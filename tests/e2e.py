@@ -103,3 +103,13 @@ def assert_matches(sandbox: Any, expected: Expected, person_code: str, deal_code
         assert round(float(deal["value"]), 2) == value, (oid, deal["value"], value)
         assert deal["currency"] == "USD"
         assert deal["person_id"] == person_ids[cid]
+
+
+def writes(sandbox: Any) -> int:
+    """Write requests the sandbox has applied (records and custom-field definitions)."""
+    return sum(sandbox.stats()["writes"].values())
+
+
+def codes(sandbox: Any) -> tuple[str, str]:
+    """The sandbox's CustomerID and OrderID field codes (each must exist exactly once)."""
+    return field_code(sandbox, "person", "CustomerID"), field_code(sandbox, "deal", "OrderID")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from sync_job.cli import app
 from sync_job.errors import EXIT_INPUT
-from sync_job.sandbox.server import Sandbox, SandboxOptions
+from sync_job.sandbox.server import Sandbox
 from tests.e2e import TOKEN, write_sources
 
 SYNC_JOB = str(Path(sys.executable).with_name("sync-job"))  # the installed console script
@@ -63,12 +63,6 @@ def http_sources() -> Iterator[SourceServer]:
     yield server
     server.server.shutdown()
     server.server.server_close()
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxOptions(token=TOKEN, burst=1000, search_burst=1000)) as sb:
-        yield sb
 
 
 @pytest.fixture(autouse=True)

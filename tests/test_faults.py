@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +26,23 @@ from sync_job.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
 from sync_job.generate import generate
 from sync_job.lock import workdir_lock
 from sync_job.sandbox.server import Sandbox, SandboxOptions
-from tests.e2e import TOKEN, Expected, assert_matches, crm_state, expected_from_csv, field_code, settings_for
+from tests.e2e import (
+    TOKEN,
+    Expected,
+    assert_matches,
+    codes,
+    crm_state,
+    expected_from_csv,
+    settings_for,
+)
 
 SYNC_JOB = str(Path(sys.executable).with_name("sync-job"))  # the installed console script
 DEADLINE = 60.0  # seconds any single wait in this file may take before the test fails instead of hanging
 
 
-def writes(sandbox: Sandbox) -> int:
-    return sum(sandbox.stats()["writes"].values())
-
-
 def record_writes(sandbox: Sandbox) -> int:
     """Creates and updates of persons and deals (custom-field creation excluded)."""
     return sum(n for kind, n in sandbox.stats()["writes"].items() if kind.split(".")[0] in ("persons", "deals"))
-
-
-def codes(sandbox: Sandbox) -> tuple[str, str]:
-    return field_code(sandbox, "person", "CustomerID"), field_code(sandbox, "deal", "OrderID")
 
 
 def no_duplicates(sandbox: Sandbox) -> None:
@@ -94,12 +93,6 @@ def wait_for(condition: Any, what: str, proc: subprocess.Popen[str] | None = Non
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxOptions(token=TOKEN, burst=1000, search_burst=1000)) as sb:
-        yield sb
 
 
 @pytest.fixture

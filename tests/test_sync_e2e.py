@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,17 @@ import pytest
 
 from sync_job import sync
 from sync_job.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, AuthError, DataError, Unavailable
-from sync_job.sandbox.server import Sandbox, SandboxOptions
-from tests.e2e import TOKEN, assert_matches, crm_state, expected_from_csv, field_code, settings_for, write_sources
+from sync_job.sandbox.server import Sandbox
+from tests.e2e import (
+    TOKEN,
+    assert_matches,
+    codes,
+    crm_state,
+    expected_from_csv,
+    settings_for,
+    write_sources,
+    writes,
+)
 
 CUSTOMERS = [
     (1, "Michael", "P."),
@@ -35,18 +43,6 @@ ORDERS = [
 PAYMENTS = [(1, 1, "credit_card", 1000), (2, 2, "coupon", 2050), (3, 2, "credit_card", 1), (4, 3, "gift_card", 333)]
 
 
-def writes(sandbox: Sandbox) -> int:
-    stats = sandbox.stats()
-    value = stats["writes"]
-    return sum(value.values()) if isinstance(value, dict) else int(value)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxOptions(token=TOKEN, burst=1000, search_burst=1000)) as sb:
-        yield sb
-
-
 @pytest.fixture
 def sources(tmp_path: Path) -> Path:
     write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
@@ -56,10 +52,6 @@ def sources(tmp_path: Path) -> Path:
 def run(sources: Path, sandbox: Sandbox, **options: Any) -> sync.RunOutcome:
     settings = settings_for(sources, sandbox.url)
     return sync.run(settings, sync.RunOptions(token=TOKEN, base_url=sandbox.url, **options))
-
-
-def codes(sandbox: Sandbox) -> tuple[str, str]:
-    return field_code(sandbox, "person", "CustomerID"), field_code(sandbox, "deal", "OrderID")
 
 
 def test_initial_sync_into_an_empty_crm_creates_every_record_exactly_as_the_csvs_say(
