@@ -15,24 +15,12 @@ from pytest_httpx import HTTPXMock
 from sync_job.errors import AuthError, BudgetExhausted, ConfigError, RowError, SourceError
 from sync_job.pipedrive.client import PipedriveClient, WriteResult, make_http_client
 from sync_job.pipedrive.ratelimit import RateLimiter
+from tests.fakes import FakeTime
 
 BASE = "https://pd.test"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 CODE = "c" * 40
 PERSONS = re.compile(r"https://pd\.test/api/v2/persons(\?.*)?$")
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

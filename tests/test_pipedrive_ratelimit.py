@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sync_job.pipedrive.ratelimit import BurstWindow, RateHeaders, RateLimiter
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes import FakeTime
 
 
 def test_headers_are_parsed_and_malformed_ones_ignored() -> None:
@@ -113,7 +101,7 @@ def test_a_steady_sender_never_exceeds_the_limit_in_any_window() -> None:
 
 
 async def test_limiter_sleeps_when_the_window_is_full() -> None:
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     limiter = RateLimiter(limit=3, headroom=1, slack=0.0, smooth=False, clock=fake.clock, sleep=fake.sleep)
     for _ in range(4):
         await limiter.acquire()
@@ -122,7 +110,7 @@ async def test_limiter_sleeps_when_the_window_is_full() -> None:
 
 
 async def test_search_has_its_own_lower_window() -> None:
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     limiter = RateLimiter(
         limit=100, search_limit=3, headroom=1, slack=0.0, smooth=False, clock=fake.clock, sleep=fake.sleep
     )
@@ -135,7 +123,7 @@ async def test_search_has_its_own_lower_window() -> None:
 
 
 async def test_a_pause_holds_every_sender() -> None:
-    fake = FakeTime()
+    fake = FakeTime(100.0)
     limiter = RateLimiter(limit=100, clock=fake.clock, sleep=fake.sleep)
     limiter.pause(7.0)
     waited = await limiter.acquire()

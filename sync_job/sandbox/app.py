@@ -27,6 +27,7 @@ CLOUDFLARE_HTML = (
     "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head>"
     "<body><h1>Sorry, you have been blocked</h1><p>You are unable to access pipedrive.com</p></body></html>"
 )
+# Only to answer 410 Gone, as v1 deal/person routes are out of support; nothing in the client calls them.
 _V1_PREFIXES = ("/v1/deals", "/v1/persons", "/api/v1/deals", "/api/v1/persons")
 _PLURAL: dict[str, Entity] = {"persons": "person", "deals": "deal"}
 
