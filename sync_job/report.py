@@ -114,10 +114,9 @@ class ResultCollector:
         frame = pl.DataFrame(rows, schema=RESULTS_SCHEMA) if rows else pl.DataFrame(schema=RESULTS_SCHEMA)
         path = results_dir / f"{run_id}.csv"
         _atomic_write(path, lambda tmp: frame.write_csv(tmp))
+        # Every planned record has a result, skipped ones included (they keep their streak). A record
+        # with no result was not planned: it already matches the source or left it, so its streak ends.
         streaks = {_streak_key(r): s for r in self.results if (s := self.streak(r)) > 0}
-        # Records not attempted this run keep their streak: a budget-cut run proves nothing about them.
-        attempted = {_streak_key(r) for r in self.results}
-        streaks.update({k: v for k, v in self._previous.items() if k not in attempted})
         self._streak_path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(self._streak_path, lambda tmp: tmp.write_text(json.dumps(streaks), encoding="utf-8"))
         failures = frame.filter(pl.col("outcome") != "ok")
