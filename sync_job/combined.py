@@ -185,7 +185,7 @@ def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | N
     if duplicate is not None:
         same = pl.col(transform.KEY).cast(pl.Int64, strict=False) == duplicate
         rows = _text_scan(name, path, header).filter(same).head(2).collect()[_ROW].to_list()
-        where = " and ".join(str(_line(r)) for r in rows)
+        where = " and ".join(str(line) for line in _lines(path, rows))
         raise DataError(f"{path}: duplicate {name} {transform.KEY} {duplicate} on lines {where}")
 
 
@@ -200,7 +200,7 @@ def _locate_failure(
             row, column, values = found.row(0)
             value = values[column]
             problem = "missing value" if value is None else f"{_problem(transform.SCHEMAS[name][column])}: {value!r}"
-            return DataError(f"{path}: line {_line(row)}: {column}: {problem}")
+            return DataError(f"{path}: line {_lines(path, [row])[0]}: {column}: {problem}")
     for name, header in headers.items():  # not a value problem: let the reader say what it is
         path = Path(paths[name])
         try:
@@ -220,9 +220,34 @@ def _text_scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
     )
 
 
-def _line(row: int) -> int:
-    """File line of a data row: the header is line 1 (a quoted field spanning lines shifts this)."""
-    return row + 2
+def _lines(path: Path, rows: list[int]) -> list[int]:
+    """The file line each data row (0-based, as the row index counts them) starts on; the header is line 1.
+
+    Error path only. Without a quote in the file every row is one line; otherwise a quoted field may
+    span lines, so the csv module reads up to the last row asked for and counts them.
+    """
+    if not rows or not _has_quote(path):
+        return [row + 2 for row in rows]
+    wanted, starts = set(rows), {}
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            for index, _ in enumerate(reader):  # record 0 is the header; data row r is record r + 1
+                if index in wanted:
+                    starts[index] = reader.line_num + 1  # the line after the end of the record before it
+                    if len(starts) == len(wanted):
+                        break
+    except (csv.Error, UnicodeDecodeError):  # a file the csv module cannot read: count rows as lines
+        pass
+    return [starts.get(row, row + 2) for row in rows]
+
+
+def _has_quote(path: Path, chunk: int = 1 << 24) -> bool:
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            if b'"' in block:
+                return True
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

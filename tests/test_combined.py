@@ -156,6 +156,19 @@ def test_missing_required_value_names_line(tmp_path: Path, workdir: Path) -> Non
     assert message.endswith("raw_payments.csv: line 2: amount: missing value")
 
 
+def test_line_numbers_count_the_lines_of_a_quoted_field_spanning_several(tmp_path: Path, workdir: Path) -> None:
+    """A name holding a line break makes its row two lines long: later rows are named by their real line."""
+    customers = 'id,first_name,last_name\r\n1,"Mi\r\nchael",P.\r\n2,Zoë,"Nguyễn,\nJr."\r\nC3,Kathleen,P.\r\n'
+    message = _fails(tmp_path, workdir, customers=customers)
+    assert message.endswith("raw_customers.csv: line 6: id: not a whole number: 'C3'")
+
+
+def test_duplicate_lines_count_the_lines_of_a_quoted_field_spanning_several(tmp_path: Path, workdir: Path) -> None:
+    customers = 'id,first_name,last_name\n1,"Mi\nchael",P.\n2,Zoë,X\n1,Twice,"A\nB"\n2,Again,Y\n'
+    message = _fails(tmp_path, workdir, customers=customers)
+    assert message.endswith("raw_customers.csv: duplicate customers id 1 on lines 2 and 5")
+
+
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
