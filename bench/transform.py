@@ -88,7 +88,7 @@ def main() -> None:
             report = json.loads(completed.stdout.strip().splitlines()[-1])
             report["wall"] = time.perf_counter() - started
             runs[engine].append(report)
-            print(f"  {engine:8s} wall {report['wall']:6.2f}s  peak RSS {report['peak_rss_mb']:7,.0f} MB")
+            print(f"  {engine:8s} wall {report['wall']:6.2f}s (inside {report['seconds']:5.2f}s)  peak RSS {report['peak_rss_mb']:7,.0f} MB")
 
     project = {k: statistics.median(r[k] for r in runs["project"]) for k in ("wall", "peak_rss_mb")}
     duck = {k: statistics.median(r[k] for r in runs["duckdb"]) for k in ("wall", "peak_rss_mb")}

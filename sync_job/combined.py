@@ -25,6 +25,8 @@ SOURCES = ("customers", "orders", "payments")
 _ENGINE_DEFAULTS = {"POLARS_CSV_CHUNK_SIZE": str(4 * 1024 * 1024)}
 _ROW = "row"  # row-index column added on the error path only
 _NAME_SAMPLE = 50_000  # customers rows read up front to see whether names repeat (a few ms)
+_ORDER_SAMPLE = 10_000  # orders rows read up front to see whether the file is sorted by id
+_TAIL_BYTES = 64 * 1024  # enough to hold the last line of any orders file we have met
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,14 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
         sample = frames["customers"].head(_NAME_SAMPLE).collect()
     except pl.exceptions.PolarsError as exc:
         raise _locate_failure(paths, headers, exc) from None
+    order_range = _order_range_guess(Path(paths["orders"]), headers["orders"], frames["orders"])
     result = transform.combine(
         frames["customers"],
         frames["orders"],
         frames["payments"],
         value,
         repetitive_names=transform.repetitive_names(sample),
+        order_range=order_range,
     )
     rejected_dir = workdir / "rejected"
     rejected_dir.mkdir(parents=True, exist_ok=True)
@@ -73,23 +77,30 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
                     result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
                     result.unknown_orders,
                     *(result.checks[name] for name in SOURCES),
+                    *_beyond_sink(result.beyond_orders, payments_tmp),
                 ],
                 engine="streaming",
             )
         except pl.exceptions.PolarsError as exc:
             raise _locate_failure(paths, headers, exc) from None
         unknown_orders = outputs[2]
-        facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[3:], strict=True)}
+        facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[3:6], strict=True)}
         rejected_orders = int(facts["orders"]["rejected"])
+        rejected_payments = int(unknown_orders["payment_count"].sum())
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
-        # A second read of payments, but only when some point at a missing order: holding every
-        # payment until the end of the main pass to pick them out there would cost far more memory.
-        payments = frames["payments"] if unknown_orders.height else frames["payments"].head(0)
-        transform.rejected_payments_for(payments, unknown_orders.lazy()).sink_csv(
-            payments_tmp, maintain_order=False, engine="streaming"
+        exact = order_range is not None and transform.beyond_range_is_exact(
+            order_range, facts["orders"], facts["payments"]["beyond"], rejected_payments
         )
+        if not exact:
+            # A second read of payments, only when the pass could not pick them out by the id range:
+            # holding every payment until the join has seen all orders would cost far more memory.
+            log.debug("orders id range guess %s misses some rejected payments: reading again", order_range)
+            payments = frames["payments"] if unknown_orders.height else frames["payments"].head(0)
+            transform.rejected_payments_for(payments, unknown_orders.lazy()).sink_csv(
+                payments_tmp, maintain_order=False, engine="streaming"
+            )
         log.debug("rejected payments done after %.2fs", time.perf_counter() - started)
     outcome = TransformResult(
         combined_path=targets[0],
@@ -97,7 +108,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
         rows=facts["orders"]["rows"] - rejected_orders,
         customers=facts["customers"]["rows"],
         rejected_orders=rejected_orders,
-        rejected_payments=int(unknown_orders["payment_count"].sum()),
+        rejected_payments=rejected_payments,
         rejected_dir=rejected_dir,
         seconds=time.perf_counter() - started,
     )
@@ -110,6 +121,45 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
         outcome.combined_path,
     )
     return outcome
+
+
+def _beyond_sink(beyond_orders: pl.LazyFrame | None, path: Path) -> list[pl.LazyFrame]:
+    if beyond_orders is None:
+        return []
+    return [beyond_orders.sink_csv(path, lazy=True, maintain_order=False)]
+
+
+def _order_range_guess(path: Path, header: list[str], orders: pl.LazyFrame) -> tuple[int, int] | None:
+    """The orders' id range if the file looks sorted by id: the first and the last line's ids.
+
+    Exports are usually sorted by key, and a payment whose order is missing is usually one for an order
+    newer than the export, beyond its last id. Only a guess: `beyond_range_is_exact` checks it after
+    the pass, so a wrong one (an unsorted file, an odd last line) costs the second read, never a row.
+    """
+    try:
+        head = orders.head(_ORDER_SAMPLE).select(transform.KEY).collect().to_series()
+    except pl.exceptions.PolarsError:
+        return None  # the main pass names the problem
+    if head.is_empty() or head.null_count() or not head.is_sorted():
+        return None
+    last = _last_id(path, header)
+    first = int(head[0])
+    return (first, last) if last is not None and last >= first else None
+
+
+def _last_id(path: Path, header: list[str]) -> int | None:
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read()
+    lines = [line for line in tail.splitlines() if line.strip()]
+    if len(lines) < 2:  # the tail must hold a whole last line
+        return None
+    try:
+        record = next(csv.reader([lines[-1].decode("utf-8")]))
+        return int(record[header.index(transform.KEY)]) if len(record) == len(header) else None
+    except (UnicodeDecodeError, ValueError, csv.Error, StopIteration):
+        return None
 
 
 def read_combined(path: Path) -> pl.DataFrame:

@@ -50,6 +50,10 @@ class Combined:
     orders; it is tiny, so the I/O edge collects it with the combined sink and then writes
     `rejected_payments_for(payments, unknown_orders)` without a second large join. `checks` holds, per
     source, one row of `source_checks` facts computed in the same pass as the joins.
+
+    `beyond_orders` is set when `combine` was given a guess of the orders' id range: the payments whose
+    order_id lies outside it, with the reason, streamed in the same pass. `beyond_range_is_exact`
+    tells afterwards whether they are exactly the rejected payments, so the second read is not needed.
     """
 
     combined: pl.LazyFrame
@@ -57,6 +61,7 @@ class Combined:
     rejected_payments: pl.LazyFrame
     unknown_orders: pl.LazyFrame
     checks: Mapping[str, pl.LazyFrame]
+    beyond_orders: pl.LazyFrame | None = None
 
 
 def value_expression(text: str) -> pl.Expr:
@@ -96,6 +101,7 @@ def combine(
     value: pl.Expr,
     *,
     repetitive_names: Sequence[str] = (),
+    order_range: tuple[int, int] | None = None,
 ) -> Combined:
     """One row per order whose customer exists, with its payments summed; orphans go to the rejects.
 
@@ -145,10 +151,16 @@ def combine(
         .with_columns(pl.format("customer {} does not exist", pl.col("user_id")).alias(REASON))
     )
     unknown_orders = everything.filter(~is_order).select("order_id", "payment_count")
+    beyond: dict[str, pl.Expr] = {}
+    beyond_orders = None
+    if order_range is not None:
+        outside = ~pl.col("order_id").is_between(*order_range)
+        beyond = {"beyond": outside.sum().cast(pl.Int64)}
+        beyond_orders = payments.filter(outside).with_columns(_orphan_reason())
     checks = {
         "customers": source_checks("customers", customers),
         "orders": source_checks("orders", everything, rows=is_order, rejected=(is_order & ~known).sum()),
-        "payments": source_checks("payments", payments),
+        "payments": source_checks("payments", payments, **beyond),
     }
     return Combined(
         combined=combined,
@@ -156,7 +168,20 @@ def combine(
         rejected_payments=rejected_payments_for(payments, unknown_orders),
         unknown_orders=unknown_orders,
         checks=checks,
+        beyond_orders=beyond_orders,
     )
+
+
+def beyond_range_is_exact(
+    order_range: tuple[int, int], orders: Mapping[str, int | None], beyond: int, rejected_payments: int
+) -> bool:
+    """Whether the payments outside a guessed orders id range are exactly those whose order is missing.
+
+    `orders` holds the orders' `source_checks` facts. If the guess is the true key range, every payment
+    outside it has a missing order; if as many fall outside as payments have a missing order
+    (`rejected_payments`, counted by the join), none inside it does.
+    """
+    return (orders["lo"], orders["hi"]) == order_range and beyond == rejected_payments
 
 
 def source_checks(name: str, frame: pl.LazyFrame, rows: pl.Expr | None = None, **extra: pl.Expr) -> pl.LazyFrame:
@@ -209,9 +234,11 @@ def repetitive_names(sample: pl.DataFrame, *, most_distinct: float = 0.2) -> tup
 
 def rejected_payments_for(payments: pl.LazyFrame, unknown_orders: pl.LazyFrame) -> pl.LazyFrame:
     """The payments whose order_id is among `unknown_orders`, with the reason."""
-    return payments.join(unknown_orders.select("order_id"), on="order_id", how="semi").with_columns(
-        pl.format("order {} does not exist", pl.col("order_id")).alias(REASON)
-    )
+    return payments.join(unknown_orders.select("order_id"), on="order_id", how="semi").with_columns(_orphan_reason())
+
+
+def _orphan_reason() -> pl.Expr:
+    return pl.format("order {} does not exist", pl.col("order_id")).alias(REASON)
 
 
 def first_duplicate(keys: pl.Series) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -86,6 +87,42 @@ def test_no_rejects_gives_header_only_reject_files(tmp_path: Path, workdir: Path
     assert (result.rejected_orders, result.rejected_payments) == (0, 0)
     assert (result.rejected_dir / "orders.csv").read_text().startswith("id,user_id,order_date,status,reason")
     assert (result.rejected_dir / "payments.csv").read_text().startswith("id,order_id,payment_method,amount,reason")
+
+
+def _rejected_payment_ids(
+    tmp_path: Path, workdir: Path, caplog: pytest.LogCaptureFixture, orders: str, payments: str
+) -> tuple[list[str], bool]:
+    """Run on the given orders and payments; the rejected payment ids, and whether payments were read twice."""
+    caplog.set_level(logging.DEBUG, logger="sync_job")
+    result = build_combined(write_sources(tmp_path, orders=orders, payments=payments), workdir, "amount_cents / 100")
+    rows = list(csv.DictReader((result.rejected_dir / "payments.csv").open(encoding="utf-8")))
+    assert result.rejected_payments == len(rows)
+    return sorted(row["id"] for row in rows), "reading again" in caplog.text
+
+
+def test_payments_beyond_the_last_order_are_rejected_without_a_second_read(
+    tmp_path: Path, workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    orders = ORDERS.replace("\n", "\r\n")  # the last line is found past a CRLF too
+    payments = PAYMENTS + "4,8,coupon,100\n"
+    assert _rejected_payment_ids(tmp_path, workdir, caplog, orders, payments) == (["3", "4"], False)
+
+
+@pytest.mark.parametrize(
+    ("orders", "payments", "expected"),
+    [
+        pytest.param(ORDERS.replace("\n3,9,", "\n5,9,"), PAYMENTS + "4,3,coupon,100\n", ["3", "4"],
+                     id="orphan-inside-the-range"),
+        pytest.param(ORDERS.replace("\n1,1,", "\n4,1,"), PAYMENTS, ["1", "2", "3"], id="unsorted-orders"),
+        pytest.param(ORDERS.replace("placed", '"placed\n9,1,2018-01-05,late"'), PAYMENTS, ["3"],
+                     id="last-line-inside-a-quoted-field"),
+        pytest.param(ORDERS.replace("placed", '"placed\nlate"'), PAYMENTS, ["3"], id="last-line-not-a-record"),
+    ],
+)  # fmt: skip
+def test_payments_of_missing_orders_the_range_cannot_find_are_read_again(
+    tmp_path: Path, workdir: Path, caplog: pytest.LogCaptureFixture, orders: str, payments: str, expected: list[str]
+) -> None:
+    assert _rejected_payment_ids(tmp_path, workdir, caplog, orders, payments) == (expected, True)
 
 
 def test_read_customers_returns_every_customer_with_or_without_orders(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from sync_job.transform import (
     CUSTOMERS_SCHEMA,
     ORDERS_SCHEMA,
     PAYMENTS_SCHEMA,
+    beyond_range_is_exact,
     combine,
     first_bad_value,
     first_duplicate,
@@ -99,6 +100,37 @@ def test_payments_of_a_rejected_order_are_not_rejected_payments() -> None:
     """Order 13 exists (its customer does not): its payment is not an orphan."""
     rejected = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents")).rejected_payments.collect()
     assert 13 not in rejected["order_id"].to_list()
+
+
+def test_payments_beyond_a_guessed_order_range_stream_out_with_reason_and_count() -> None:
+    result = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents"), order_range=(10, 13))
+    assert result.beyond_orders is not None
+    beyond = result.beyond_orders.collect()
+    assert beyond.columns == [*PAYMENTS_SCHEMA.names(), "reason"]
+    assert beyond.select("id", "reason").rows() == [(5, "order 500 does not exist")]
+    assert result.checks["payments"].collect()["beyond"].item() == 1
+
+
+def test_without_a_guessed_order_range_nothing_streams_beyond_it() -> None:
+    result = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents"))
+    assert result.beyond_orders is None
+    assert "beyond" not in result.checks["payments"].collect().columns
+
+
+@pytest.mark.parametrize(
+    ("guess", "beyond", "rejected", "exact"),
+    [
+        ((10, 13), 1, 1, True),  # the true range, and every orphan lies outside it
+        ((10, 13), 1, 2, False),  # one orphan points into a gap inside the range
+        ((10, 12), 2, 2, False),  # the guess missed order 13: its payment was counted as beyond
+        ((11, 13), 0, 0, False),  # the guess missed order 10, even with no orphans at all
+    ],
+)
+def test_beyond_range_is_exact_only_for_the_true_range_and_all_orphans_outside(
+    guess: tuple[int, int], beyond: int, rejected: int, exact: bool
+) -> None:
+    orders = {"rows": 4, "missing": 0, "lo": 10, "hi": 13}
+    assert beyond_range_is_exact(guess, orders, beyond, rejected) is exact
 
 
 def test_value_expression_can_scale_the_amount() -> None:
