@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import logging
 import os
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -58,7 +60,8 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
     except pl.exceptions.PolarsError as exc:
         raise _locate_failure(paths, headers, exc) from None
     order_range = _order_range_guess(Path(paths["orders"]), headers["orders"], frames["orders"])
-    result = transform.combine(
+    plan = functools.partial(
+        transform.combine,
         frames["customers"],
         frames["orders"],
         frames["payments"],
@@ -69,27 +72,16 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
     rejected_dir = workdir / "rejected"
     rejected_dir.mkdir(parents=True, exist_ok=True)
     targets = [workdir / "combined.csv", rejected_dir / "orders.csv", rejected_dir / "payments.csv"]
-    with _staged(targets) as (combined_tmp, orders_tmp, payments_tmp):
-        try:
-            outputs = pl.collect_all(
-                [
-                    result.combined.sink_csv(combined_tmp, lazy=True, maintain_order=False),
-                    result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
-                    result.unknown_orders,
-                    *(result.checks[name] for name in SOURCES),
-                    *_beyond_sink(result.beyond_orders, payments_tmp),
-                ],
-                engine="streaming",
-            )
-        except pl.exceptions.PolarsError as exc:
-            raise _locate_failure(paths, headers, exc) from None
-        unknown_orders = outputs[2]
-        facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[3:6], strict=True)}
-        rejected_orders = int(facts["orders"]["rejected"])
-        rejected_payments = int(unknown_orders["payment_count"].sum())
+    with _staged(targets) as temps:
+        unknown_orders, facts = _main_pass(plan(label_dates=True), temps, paths, headers)
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
+        if facts["orders"]["unlabelled"]:
+            log.info("some orders are dated outside %s..%s: writing combined.csv again", *transform.LABELLED_DAYS)
+            unknown_orders, facts = _main_pass(plan(label_dates=False), temps, paths, headers)
+        rejected_orders = int(facts["orders"]["rejected"])
+        rejected_payments = int(unknown_orders["payment_count"].sum())
         exact = order_range is not None and transform.beyond_range_is_exact(
             order_range, facts["orders"], facts["payments"]["beyond"], rejected_payments
         )
@@ -99,7 +91,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
             log.debug("orders id range guess %s misses some rejected payments: reading again", order_range)
             payments = frames["payments"] if unknown_orders.height else frames["payments"].head(0)
             transform.rejected_payments_for(payments, unknown_orders.lazy()).sink_csv(
-                payments_tmp, maintain_order=False, engine="streaming"
+                temps[2], maintain_order=False, engine="streaming"
             )
         log.debug("rejected payments done after %.2fs", time.perf_counter() - started)
     outcome = TransformResult(
@@ -121,6 +113,32 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
         outcome.combined_path,
     )
     return outcome
+
+
+def _main_pass(
+    result: transform.Combined,
+    temps: list[Path],
+    paths: Mapping[str, Path],
+    headers: Mapping[str, list[str]],
+) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
+    """Stream combined.csv, the rejected orders (and payments beyond the orders) to the temp files in one
+    pass; return the unknown orders and each source's check facts."""
+    combined_tmp, orders_tmp, payments_tmp = temps
+    try:
+        outputs = pl.collect_all(
+            [
+                result.combined.sink_csv(combined_tmp, lazy=True, maintain_order=False),
+                result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
+                result.unknown_orders,
+                *(result.checks[name] for name in SOURCES),
+                *_beyond_sink(result.beyond_orders, payments_tmp),
+            ],
+            engine="streaming",
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise _locate_failure(paths, headers, exc) from None
+    facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[3:6], strict=True)}
+    return outputs[2], facts
 
 
 def _beyond_sink(beyond_orders: pl.LazyFrame | None, path: Path) -> list[pl.LazyFrame]:

@@ -125,6 +125,17 @@ def test_payments_of_missing_orders_the_range_cannot_find_are_read_again(
     assert _rejected_payment_ids(tmp_path, workdir, caplog, orders, payments) == (expected, True)
 
 
+def test_orders_dated_outside_the_label_table_are_written_by_a_second_pass(
+    tmp_path: Path, workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sync_job")
+    orders = ORDERS.replace("2018-01-01", "1850-06-01").replace("2018-01-02", "9999-12-31")
+    result = build_combined(write_sources(tmp_path, orders=orders), workdir, "amount_cents / 100")
+    rows = {row["order_id"]: row["order_date"] for row in csv.DictReader(result.combined_path.open())}
+    assert rows == {"1": "1850-06-01", "2": "9999-12-31"}
+    assert "writing combined.csv again" in caplog.text
+
+
 def test_read_customers_returns_every_customer_with_or_without_orders(tmp_path: Path) -> None:
     customers = read_customers(write_sources(tmp_path)["customers"])
     assert customers.columns == ["id", "first_name", "last_name"]

@@ -11,10 +11,12 @@ from sync_job.errors import ConfigError
 from sync_job.transform import (
     COMBINED_SCHEMA,
     CUSTOMERS_SCHEMA,
+    LABELLED_DAYS,
     ORDERS_SCHEMA,
     PAYMENTS_SCHEMA,
     beyond_range_is_exact,
     combine,
+    day_label,
     first_bad_value,
     first_duplicate,
     keys_unique,
@@ -131,6 +133,24 @@ def test_beyond_range_is_exact_only_for_the_true_range_and_all_orphans_outside(
 ) -> None:
     orders = {"rows": 4, "missing": 0, "lo": 10, "hi": 13}
     assert beyond_range_is_exact(guess, orders, beyond, rejected) is exact
+
+
+def test_day_label_is_the_iso_text_inside_the_table_and_null_outside() -> None:
+    first, last = LABELLED_DAYS
+    days = [first, date(1999, 12, 31), date(2024, 2, 29), last, date(1899, 12, 31), date(2200, 1, 1), None]
+    labels = pl.select(day_label(pl.lit(pl.Series(days, dtype=pl.Date)))).to_series()
+    assert labels.cast(pl.String).to_list() == [
+        "1900-01-01", "1999-12-31", "2024-02-29", "2199-12-31", None, None, None
+    ]  # fmt: skip
+
+
+def test_labelled_dates_write_the_same_text_and_count_orders_outside_the_table() -> None:
+    dates = [date(2018, 1, 1), date(1850, 6, 1), date(2018, 1, 3), date(2018, 1, 4)]
+    orders = ORDERS.with_columns(order_date=pl.Series(dates))
+    result = combine(CUSTOMERS, orders, PAYMENTS, value_expression("amount_cents"), label_dates=True)
+    labelled = result.combined.collect().sort("order_id")["order_date"].cast(pl.String).to_list()
+    assert labelled == ["2018-01-01", None, "2018-01-03"]  # order 11 is dated 1850
+    assert result.checks["orders"].collect()["unlabelled"].item() == 1
 
 
 def test_value_expression_can_scale_the_amount() -> None:
