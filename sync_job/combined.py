@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from sync_job import transform
-from sync_job.errors import DataError
+from sync_job.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +274,8 @@ def _locate_failure(
         try:
             scan(name, path, header).select(pl.all().null_count()).collect(engine="streaming")
         except pl.exceptions.PolarsError as read_error:
-            return DataError(f"{path}: cannot read {name}: {_first_line(read_error)}")
-    return DataError(f"cannot combine the sources: {_first_line(exc) if exc else 'unknown problem'}")
+            return DataError(f"{path}: cannot read {name}: {first_line(read_error)}")
+    return DataError(f"cannot combine the sources: {first_line(exc) if exc else 'unknown problem'}")
 
 
 def _problem(dtype: pl.DataType) -> str:
@@ -316,10 +316,6 @@ def _has_quote(path: Path, chunk: int = 1 << 24) -> bool:
             if b'"' in block:
                 return True
     return False
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @contextmanager

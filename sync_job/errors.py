@@ -94,3 +94,8 @@ class LockHeld(SyncError):
     """Another run holds the workdir lock."""
 
     exit_code = EXIT_LOCKED
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name): enough for a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -9,7 +9,7 @@ from datetime import date
 
 import polars as pl
 
-from sync_job.errors import ConfigError
+from sync_job.errors import ConfigError, first_line
 
 CUSTOMERS_SCHEMA = pl.Schema({"id": pl.Int64, "first_name": pl.String, "last_name": pl.String})
 ORDERS_SCHEMA = pl.Schema({"id": pl.Int64, "user_id": pl.Int64, "order_date": pl.Date, "status": pl.String})
@@ -79,7 +79,7 @@ def value_expression(text: str) -> pl.Expr:
     try:
         parsed = pl.sql_expr(text)
     except Exception as exc:  # polars raises several SQL error types; all mean "not an expression"
-        raise ConfigError(f"value expression {text!r} is not valid SQL: {_first_line(exc)}") from None
+        raise ConfigError(f"value expression {text!r} is not valid SQL: {first_line(exc)}") from None
     assert isinstance(parsed, pl.Expr)
     unknown = [name for name in parsed.meta.root_names() if name not in COMBINED_SCHEMA]
     if unknown:
@@ -92,7 +92,7 @@ def value_expression(text: str) -> pl.Expr:
         dtype = probe.collect_schema()["value"]
         probe.collect()  # type errors (e.g. upper() of a number) only surface on execution
     except Exception as exc:
-        raise ConfigError(f"value expression {text!r} cannot be evaluated: {_first_line(exc)}") from None
+        raise ConfigError(f"value expression {text!r} cannot be evaluated: {first_line(exc)}") from None
     if not (dtype.is_numeric() or dtype == pl.Null):
         raise ConfigError(f"value expression {text!r} must give a number, not {dtype}")
     # Polars rewrites `x / 100` as `x * 0.01`, so 1999 cents would become 19.990000000000002;
@@ -303,7 +303,3 @@ def _parse(text: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     if dtype == pl.Date:
         return text.str.to_date("%Y-%m-%d", strict=False)
     return text.cast(dtype, strict=False)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
