@@ -5,18 +5,18 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import io
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from sync_job import transform
+from sync_job import staging, transform
 from sync_job.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,15 @@ _ROW = "row"  # row-index column added on the error path only
 _NAME_SAMPLE = 50_000  # customers rows read up front to see whether names repeat (a few ms)
 _ORDER_SAMPLE = 10_000  # orders rows read up front to see whether the file is sorted by id
 _TAIL_BYTES = 64 * 1024  # enough to hold the last line of any orders file we have met
+
+
+@dataclass(frozen=True, slots=True)
+class _Outputs:
+    """Where one transform writes: combined.csv's open file and the rejects' temp paths."""
+
+    combined: io.FileIO
+    rejected_orders: Path
+    rejected_payments: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +81,16 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
     rejected_dir = workdir / "rejected"
     rejected_dir.mkdir(parents=True, exist_ok=True)
     targets = [workdir / "combined.csv", rejected_dir / "orders.csv", rejected_dir / "payments.csv"]
-    with _staged(targets) as temps:
-        unknown_orders, facts = _main_pass(plan(label_dates=True), temps, paths, headers)
+    with staging.recycled(targets[0]) as combined_file, staging.staged(targets[1:]) as temps:
+        outputs = _Outputs(combined_file, *temps)
+        unknown_orders, facts = _main_pass(plan(label_dates=True), outputs, paths, headers)
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
         if facts["orders"]["unlabelled"]:
             log.info("some orders are dated outside %s..%s: writing combined.csv again", *transform.LABELLED_DAYS)
-            unknown_orders, facts = _main_pass(plan(label_dates=False), temps, paths, headers)
+            combined_file.seek(0)
+            unknown_orders, facts = _main_pass(plan(label_dates=False), outputs, paths, headers)
         rejected_orders = int(facts["orders"]["rejected"])
         rejected_payments = int(unknown_orders["payment_count"].sum())
         exact = order_range is not None and transform.beyond_range_is_exact(
@@ -91,7 +102,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
             log.debug("orders id range guess %s misses some rejected payments: reading again", order_range)
             payments = frames["payments"] if unknown_orders.height else frames["payments"].head(0)
             transform.rejected_payments_for(payments, unknown_orders.lazy()).sink_csv(
-                temps[2], maintain_order=False, engine="streaming"
+                outputs.rejected_payments, maintain_order=False, engine="streaming"
             )
         log.debug("rejected payments done after %.2fs", time.perf_counter() - started)
     outcome = TransformResult(
@@ -117,28 +128,27 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
 
 def _main_pass(
     result: transform.Combined,
-    temps: list[Path],
+    outputs: _Outputs,
     paths: Mapping[str, Path],
     headers: Mapping[str, list[str]],
 ) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
-    """Stream combined.csv, the rejected orders (and payments beyond the orders) to the temp files in one
+    """Stream combined.csv, the rejected orders (and payments beyond the orders) to `outputs` in one
     pass; return the unknown orders and each source's check facts."""
-    combined_tmp, orders_tmp, payments_tmp = temps
     try:
-        outputs = pl.collect_all(
+        frames = pl.collect_all(
             [
-                result.combined.sink_csv(combined_tmp, lazy=True, maintain_order=False),
-                result.rejected_orders.sink_csv(orders_tmp, lazy=True, maintain_order=False),
+                result.combined.sink_csv(outputs.combined, lazy=True, maintain_order=False),
+                result.rejected_orders.sink_csv(outputs.rejected_orders, lazy=True, maintain_order=False),
                 result.unknown_orders,
                 *(result.checks[name] for name in SOURCES),
-                *_beyond_sink(result.beyond_orders, payments_tmp),
+                *_beyond_sink(result.beyond_orders, outputs.rejected_payments),
             ],
             engine="streaming",
         )
     except pl.exceptions.PolarsError as exc:
         raise _locate_failure(paths, headers, exc) from None
-    facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, outputs[3:6], strict=True)}
-    return outputs[2], facts
+    facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, frames[3:6], strict=True)}
+    return frames[2], facts
 
 
 def _beyond_sink(beyond_orders: pl.LazyFrame | None, path: Path) -> list[pl.LazyFrame]:
@@ -316,16 +326,3 @@ def _has_quote(path: Path, chunk: int = 1 << 24) -> bool:
             if b'"' in block:
                 return True
     return False
-
-
-@contextmanager
-def _staged(targets: list[Path]) -> Iterator[list[Path]]:
-    """Temp paths beside the targets, renamed onto them only if the block succeeds."""
-    temps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
-    try:
-        yield temps
-        for temp, target in zip(temps, targets, strict=True):
-            os.replace(temp, target)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)

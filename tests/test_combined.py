@@ -262,11 +262,29 @@ def test_failed_run_keeps_the_previous_output_and_leaves_no_temp_files(tmp_path:
 
 
 def test_successful_run_replaces_the_output_and_leaves_no_temp_files(tmp_path: Path, workdir: Path) -> None:
+    """The replaced combined.csv stays as the spare the next run writes over; nothing else is left."""
     paths = write_sources(tmp_path)
     build_combined(paths, workdir, "amount_cents / 100")
     build_combined(paths, workdir, "amount_cents / 100 * 2")
     assert read_combined(workdir / "combined.csv").filter(pl.col("order_id") == 1)["value"].item() == 25.0
-    assert sorted(p.name for p in workdir.rglob("*") if p.is_file()) == ["combined.csv", "orders.csv", "payments.csv"]
+    files = sorted(p.name for p in workdir.rglob("*") if p.is_file())
+    assert files == [".combined.csv.spare", "combined.csv", "orders.csv", "payments.csv"]
+
+
+def test_a_run_over_a_longer_previous_output_writes_exactly_the_new_one(tmp_path: Path, workdir: Path) -> None:
+    """combined.csv written over the spare of a larger earlier run, twice (second pass), has no stale tail."""
+    many = "id,user_id,order_date,status\n" + "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 2001))
+    (tmp_path / "big").mkdir()
+    big = write_sources(tmp_path / "big", orders=many)
+    build_combined(big, workdir, "amount_cents / 100")
+    build_combined(big, workdir, "amount_cents / 100")
+    orders = ORDERS.replace("2018-01-01", "1850-06-01")  # outside the label table: a second pass
+    build_combined(write_sources(tmp_path, orders=orders), workdir, "amount_cents / 100")
+    fresh = tmp_path / "fresh"
+    build_combined(write_sources(tmp_path, orders=orders), fresh, "amount_cents / 100")
+    lines = [sorted((folder / "combined.csv").read_bytes().splitlines()) for folder in (workdir, fresh)]
+    assert lines[0] == lines[1]  # the row order is free
+    assert len((workdir / ".combined.csv.spare").read_bytes()) > 2000 * 20
 
 
 def test_jaffle_shop_figures_match_an_independent_computation(workdir: Path) -> None:
