@@ -7,6 +7,11 @@ Each engine runs in its own subprocess, so peak RSS (ru_maxrss of that process) 
 alternate between the engines in ABBA order, after a sync, to spread machine noise evenly. The
 DuckDB side does strictly less work: it writes combined.csv only, with typed CSV reads, while
 build_combined also checks missing values and duplicate keys and writes the two rejected files.
+
+By default each engine's output folder keeps its previous output between runs, as a daily job's workdir
+does: both engines then replace an existing combined.csv, and the project writes over the spare it kept
+of the version before (sync_job/staging.py). `--fresh` empties the folders before every run instead,
+which measures a job's first run.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +60,12 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000_000, help="orders to generate (default 10M)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=1, help="runs per engine (alternating); the median counts")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start every run in an empty output folder (a job's first run); by default each engine's "
+        "folder keeps its previous output, as a daily job's workdir does",
+    )
     parser.add_argument("--worker", choices=("project", "duckdb"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -72,6 +84,7 @@ def main() -> None:
     sizes = {name: (data / f"raw_{name}.csv").stat().st_size for name in SOURCES}
     print(f"machine: {os.cpu_count()} cores, {_total_memory_gb():.0f} GB RAM, {platform.platform()}")
     print(f"input: {args.orders:,} orders, {sum(sizes.values()) / 1e6:,.0f} MB of CSV")
+    print("output: " + ("an empty folder per run (--fresh)" if args.fresh else "over each engine's previous output"))
 
     runs: dict[str, list[dict[str, float]]] = {"project": [], "duckdb": []}
     for turn in range(args.repeat):
@@ -79,6 +92,8 @@ def main() -> None:
         # freed is still being handed back), so each engine must go first as often as second.
         for engine in list(runs)[:: 1 if turn % 2 == 0 else -1]:
             out = DATA / f"out-{engine}"
+            if args.fresh:
+                shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True, exist_ok=True)
             os.sync()  # the last run's output is still being written back: not this run's cost
             started = time.perf_counter()
