@@ -37,7 +37,7 @@ def recycled(target: Path) -> Iterator[io.FileIO]:
     """An open file for the new version of `target`, written over the version before the current one.
 
     Writing a large file into fresh blocks is the expensive part of a write on Linux (ext4 here: 770 MB
-    took ~1.5 s of kernel time against ~0.1 s over the pages of an existing file). So, as PostgreSQL
+    took 0.2-1.9 s of kernel time, against ~0.1 s over an existing file). So, as PostgreSQL
     recycles old WAL segments, the version that `target` replaces is kept as its spare, and the next run
     overwrites the spare in place and truncates it to the new length. The target itself is never written
     in place: the spare is claimed under a private name and renamed onto the target when the block ends.
