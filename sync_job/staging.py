@@ -78,17 +78,14 @@ def _open_for_overwrite(path: Path) -> io.FileIO:
     someone may still read) is removed and a new file started instead.
     """
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
+    with contextlib.suppress(OSError):  # a symlink (ELOOP) or anything else that cannot be opened
         fd = os.open(path, flags, 0o644)
-    except OSError:  # a symlink (ELOOP) or something else that cannot be overwritten
-        path.unlink(missing_ok=True)
-        fd = os.open(path, flags | os.O_EXCL, 0o644)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return os.fdopen(fd, "r+b", buffering=0)
         os.close(fd)
-        path.unlink()
-        fd = os.open(path, flags | os.O_EXCL, 0o644)
-    return os.fdopen(fd, "r+b", buffering=0)
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, flags | os.O_EXCL, 0o644), "r+b", buffering=0)
 
 
 def _private(target: Path, suffix: str) -> Path:
