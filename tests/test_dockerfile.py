@@ -46,11 +46,15 @@ def parse_dockerfile(text: str) -> list[Stage]:
         pending = ""
     assert not pending, "the Dockerfile ends inside a continued line"
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM may be used in FROM lines
     for line in logical:
         instruction, _, args = line.partition(" ")
         instruction, args = instruction.upper(), args.strip()
-        if instruction == "FROM":
-            words = args.split()
+        if instruction == "ARG" and not stages:
+            name, _, default = args.partition("=")
+            global_args[name] = default
+        elif instruction == "FROM":
+            words = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m[1] or m[2]], args).split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base=words[0], name=name))
         else:
@@ -89,18 +93,42 @@ def test_parser_handles_continuations_and_comments() -> None:
     assert parsed[1].args("USER") == ["5"]
 
 
+def test_parser_puts_the_defaults_of_global_args_into_from_lines() -> None:
+    parsed = parse_dockerfile("ARG BASE=py:3\nFROM ${BASE} AS one\nFROM $BASE\n")
+    assert [s.base for s in parsed] == ["py:3", "py:3"]
+
+
 def test_is_multi_stage_on_slim_python_bases(stages: list[Stage]) -> None:
-    assert len(stages) >= 2
-    for stage in stages:
+    python_stages = [stage for stage in stages if stage.name != "wheels"]
+    assert len(python_stages) >= 2
+    for stage in python_stages:
         assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", stage.base), stage.base
 
 
+def test_the_wheels_context_is_empty_unless_the_build_passes_one(stages: list[Stage]) -> None:
+    """`--build-context wheels=DIR` replaces the stage; without it the builder copies nothing and uses the index."""
+    (wheels,) = [stage for stage in stages if stage.name == "wheels"]
+    assert wheels.base == "scratch"
+    assert wheels.instructions == []
+
+
+def test_builder_installs_the_locked_dependencies_by_hash_then_the_package_alone(stages: list[Stage]) -> None:
+    (builder,) = [stage for stage in stages if stage.name == "builder"]
+    runs = builder.args("RUN")
+    locked = [run for run in runs if "-r requirements.lock" in run]
+    assert locked
+    assert "--require-hashes" in locked[0]
+    assert "PIP_NO_INDEX=1" in locked[0], "PIP_SOURCE=wheels must never reach an index"
+    package = [run for run in runs if re.search(r"pip install .*--no-deps.* \.(\s|$)", run)]
+    assert package, "the package installs without resolving dependencies again"
+    assert "requirements.lock ./" in builder.args("COPY")
+
+
 def test_final_stage_takes_only_the_built_venv_from_the_builder(stages: list[Stage], final: Stage) -> None:
-    builder = stages[0].name
-    assert builder
-    from_builder = [args for args in final.args("COPY") if args.startswith(f"--from={builder} ")]
-    assert from_builder == [f"--from={builder} /opt/venv /opt/venv"]
-    assert any("pip install" in run for run in stages[0].args("RUN"))
+    (builder,) = [stage for stage in stages if stage.name == "builder"]
+    from_builder = [args for args in final.args("COPY") if args.startswith("--from=builder ")]
+    assert from_builder == ["--from=builder /opt/venv /opt/venv"]
+    assert any("pip install" in run for run in builder.args("RUN"))
     assert not any("pip install" in run for run in final.args("RUN")), "no build tools run in the final image"
 
 
@@ -112,6 +140,67 @@ def test_final_stage_runs_as_a_fixed_non_root_uid(final: Stage) -> None:
     assert int(user) >= 1000
     assert user not in ("0", "root")
     assert group not in ("0", "root")
+
+
+# Debian's base-passwd users and groups: every python:*-slim image has them, so useradd/groupadd of one fails.
+DEBIAN_SYSTEM_NAMES = {
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "_apt",
+    "adm",
+    "tty",
+    "disk",
+    "kmem",
+    "dialout",
+    "fax",
+    "voice",
+    "cdrom",
+    "floppy",
+    "tape",
+    "sudo",
+    "audio",
+    "dip",
+    "operator",
+    "src",
+    "shadow",
+    "utmp",
+    "video",
+    "sasl",
+    "plugdev",
+    "staff",
+    "users",
+    "input",
+    "sgx",
+}
+
+
+def test_the_user_and_group_the_image_adds_are_not_debian_system_names(final: Stage) -> None:
+    """`useradd ... sync` stopped the build: Debian already has the user `sync` (uid 4)."""
+    added = [
+        shlex.split(command)[-1]
+        for run in final.args("RUN")
+        for command in re.split(r"&&|;", run)
+        if shlex.split(command)[:1] in (["useradd"], ["groupadd"])
+    ]
+    assert added, "the final stage adds its user"
+    assert not set(added) & DEBIAN_SYSTEM_NAMES
 
 
 def test_k8s_manifest_runs_as_the_image_uid(final: Stage) -> None:
@@ -180,7 +269,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     return any(fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") or path == p for p in patterns)
 
 
-@pytest.mark.parametrize("path", [".venv", ".git", ".sync-job", "workdir", "bench", ".env", "tests"])
+@pytest.mark.parametrize("path", [".venv", ".git", ".sync-job", "workdir", "bench", ".env", "tests", "wheelhouse"])
 def test_dockerignore_keeps_bulky_and_secret_things_out_of_the_context(path: str) -> None:
     assert _ignored(path, _dockerignore())
 
