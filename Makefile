@@ -38,8 +38,8 @@ lock: $(BIN)/.installed  ## rewrite requirements.lock from pyproject.toml; run a
 WHEELHOUSE   ?= wheelhouse
 IMAGE_PYTHON ?= 3.11
 IMAGE_ARCH   ?= x86_64
-wheelhouse: requirements.lock $(BIN)/.installed  ## download the wheels for `docker build --build-arg PIP_SOURCE=wheels`
-	$(BIN)/pip download --quiet --no-deps --require-hashes --only-binary=:all: --dest $(WHEELHOUSE) \
+wheelhouse: requirements.lock  ## download the wheels for `docker build --build-arg PIP_SOURCE=wheels` (any pip will do)
+	$(PYTHON) -m pip download --quiet --no-deps --require-hashes --only-binary=:all: --dest $(WHEELHOUSE) \
 	  --implementation cp --python-version $(IMAGE_PYTHON) \
 	  $(foreach v,$(shell seq 17 36),--platform manylinux_2_$(v)_$(IMAGE_ARCH)) \
 	  --platform manylinux2014_$(IMAGE_ARCH) --platform manylinux2010_$(IMAGE_ARCH) --platform manylinux1_$(IMAGE_ARCH) \

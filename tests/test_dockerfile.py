@@ -299,3 +299,24 @@ def test_ci_lints_type_checks_tests_and_builds_and_runs_the_image() -> None:
     assert build, "the image job builds the Dockerfile"
     assert build[0]["with"]["push"] is False
     assert "--network none" in commands["image"]  # the offline demo is proven in the built image
+
+
+def test_the_tests_job_runs_on_the_oldest_supported_python_and_a_newer_one() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    versions = workflow["jobs"]["tests"]["strategy"]["matrix"]["python-version"]
+    oldest = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
+    assert oldest.removeprefix(">=") in versions
+    assert max(versions, key=lambda v: tuple(map(int, v.split(".")))) != oldest.removeprefix(">=")
+
+
+def test_the_image_job_also_builds_air_gapped_without_network() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    runs = " ; ".join(str(step.get("run", "")) for step in workflow["jobs"]["image"]["steps"])
+    assert "make wheelhouse" in runs
+    assert re.search(r"docker build [^;]*--network none[^;]*--build-arg PIP_SOURCE=wheels", runs.replace("\\\n", " "))
+
+
+def test_ci_run_builds_and_runs_the_image_here() -> None:
+    """.ci/run ends with the image check; .ci/image holds all of its logic."""
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert any(line.split("#")[0].split() == ["bash", ".ci/image"] for line in lines)
