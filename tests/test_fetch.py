@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,7 @@ from sync_job.sources.http import looks_like_html, retry_after_seconds
 
 CSV = b"id,first_name,last_name\n" + b"".join(b"%d,Ann,O'Neil\n" % i for i in range(200_000))  # ~3.6 MB
 Handler = Callable[[BaseHTTPRequestHandler], object]
+SAFETY = 30.0  # a safety net so a hang fails the test instead of blocking the suite; not a timing assertion
 
 
 class Loopback:
@@ -174,6 +177,61 @@ def test_missing_local_file_is_a_source_error_naming_the_source(tmp_path: Path) 
 def test_a_directory_is_not_a_source(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="is a directory"):
         fetch_all_sync(make_settings(tmp_path, customers=str(tmp_path)))
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_is_not_a_source_because_reading_it_never_ends(tmp_path: Path, path: str) -> None:
+    with pytest.raises(SourceError, match=rf"^source 'orders' \({path}\): is a character device, expected a regular"):
+        fetch_all_sync(make_settings(tmp_path, orders=path))
+
+
+def test_a_named_pipe_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "orders.csv"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | dict[str, FetchedSource]] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(fetch_all_sync(make_settings(tmp_path, orders=str(fifo))))
+        except BaseException as exc:  # handed to the test thread, whatever it is
+            outcome.append(exc)
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    thread.join(SAFETY)
+    if thread.is_alive():  # the open() waits for a writer: be one, so the stuck thread ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"fetching a FIFO was still blocked after {SAFETY:.0f}s")
+    (error,) = outcome
+    assert isinstance(error, SourceError)
+    assert str(error) == f"source 'orders' ({fifo}): is a named pipe (FIFO), expected a regular CSV file"
+
+
+def test_a_unix_socket_is_not_a_source(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(SourceError, match="is a socket, expected a regular CSV file"):
+            fetch_all_sync(make_settings(tmp_path, customers=str(path)))
+
+
+def test_a_symlink_loop_is_a_source_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    with pytest.raises(SourceError, match=r"source 'payments' .*a\.csv\): cannot read file \(Too many levels"):
+        fetch_all_sync(make_settings(tmp_path, payments=str(tmp_path / "a.csv")))
+
+
+def test_a_path_with_a_nul_byte_is_a_source_error_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"source 'orders' .*: the path contains a NUL byte$"):
+        fetch_all_sync(make_settings(tmp_path, orders="orders\x00.csv"))
+
+
+def test_a_symlink_to_a_regular_file_is_read_through(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_bytes(b"id\n1\n2\n")
+    (tmp_path / "link.csv").symlink_to(real)
+    assert fetch_all_sync(make_settings(tmp_path, orders=str(tmp_path / "link.csv")))["orders"].size == 7
 
 
 def test_unsupported_scheme_is_a_config_error(tmp_path: Path) -> None:
