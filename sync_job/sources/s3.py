@@ -1,12 +1,14 @@
-"""S3 sources (s3://bucket/key): boto3's streaming GET run in a thread, conditional on the stored ETag."""
+"""S3 sources (s3://bucket/key): boto3's streaming GET run in a daemon thread, conditional on the stored ETag."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -15,25 +17,28 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
     ReadTimeoutError,
-    ResponseStreamingError,
+    SSLError,
 )
+from botocore.exceptions import ConnectionError as S3ConnectionError
 
 from sync_job.config import Settings
 from sync_job.errors import ConfigError, SourceError
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
+from sync_job.sources.encoding import CorruptBody, UnsupportedEncoding, decoder_for
 from sync_job.sources.store import RawStore, Validators
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What S3 error codes mean for the person running the job; the server's own message is never shown.
 _CODES = {
@@ -52,8 +57,10 @@ _CODES = {
     "PermanentRedirect": "bucket is in another region: set s3.region or AWS_REGION",
     "AuthorizationHeaderMalformed": "wrong region for this bucket: set s3.region or AWS_REGION",
 }
-# A stream that breaks mid-body is retried here; botocore itself retries the request (5xx, throttling, resets).
-_BROKEN_STREAM = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError)
+# Error codes S3 (and S3-compatible stores) answer when a later request may succeed.
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
+)
 
 
 def parse_s3_uri(name: str, uri: str) -> tuple[str, str]:
@@ -68,6 +75,63 @@ def parse_s3_uri(name: str, uri: str) -> tuple[str, str]:
 def describe_client_error(error: ClientError) -> str:
     code = str(error.response.get("Error", {}).get("Code", ""))
     return _CODES.get(code, f"S3 error {code or 'unknown'}")
+
+
+def should_retry(exc: Exception) -> bool:
+    """stamina's hook, the only retry layer: timeouts, refused or dropped connections, broken bodies, 5xx, 408,
+    429 and S3's throttling codes. botocore's own retries are off, so N attempts are N requests."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES
+    if isinstance(exc, SSLError):  # a certificate problem does not go away by asking again
+        return False
+    return isinstance(exc, S3ConnectionError | HTTPClientError | IncompleteReadError)
+
+
+def _describe(exc: Exception) -> str:
+    """A failure in words, from its type and S3 error code only (never the server's message or the request)."""
+    if isinstance(exc, ClientError):
+        return describe_client_error(exc)
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return "cannot connect to the S3 endpoint"
+    if isinstance(exc, ReadTimeoutError):
+        return "timed out"
+    if isinstance(exc, HTTPClientError | IncompleteReadError):
+        return f"download broke off ({type(exc).__name__})"
+    return f"S3 client error ({type(exc).__name__})"
+
+
+async def in_daemon_thread(work: Callable[[], T]) -> T:
+    """Run blocking `work` in a daemon thread and await it; cancelling the await returns at once.
+
+    Not asyncio.to_thread: asyncio.run joins its executor's threads on exit (for up to 300 s, then the
+    interpreter joins them again), so a socket read stuck in boto3 held SIGTERM's exit hostage. A cancelled
+    `work` is abandoned instead: it stops at its next cancel check (or read timeout) or dies with the process.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled: nobody is waiting any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = work()
+        except BaseException as exc:  # handed over to the awaiting task, whatever it is
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name="s3-fetch", daemon=True).start()
+    return await future
 
 
 class _Cancelled(Exception):
@@ -91,7 +155,9 @@ class S3Source:
                 config = Config(
                     connect_timeout=fetch.timeout_seconds,
                     read_timeout=fetch.timeout_seconds,
-                    retries={"max_attempts": fetch.max_attempts, "mode": "standard"},
+                    # One request per attempt: stamina retries (see should_retry); botocore's retries inside
+                    # each of them multiplied the requests (4 attempts made 20 connections).
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     # S3-compatible stores (MinIO, Ceph, moto) expect path-style bucket addressing.
                     s3={"addressing_style": "path"} if s3.endpoint_url else None,
                 )
@@ -104,31 +170,34 @@ class S3Source:
         parse_s3_uri(name, uri)
         cancel = threading.Event()
         try:
-            return await asyncio.to_thread(self._fetch_blocking, name, uri, cancel)
+            return await in_daemon_thread(lambda: self._fetch_blocking(name, uri, cancel))
         except asyncio.CancelledError:
             cancel.set()  # the thread cannot be interrupted, but it checks this between chunks
             raise
 
     def _fetch_blocking(self, name: str, uri: str, cancel: threading.Event) -> FetchedSource:
         where = label(name, uri)
+        fetch = self._settings.fetch
         tried = 0
         try:
-            for attempt in stamina.retry_context(on=_BROKEN_STREAM, attempts=self._settings.fetch.max_attempts):
+            for attempt in stamina.retry_context(
+                on=should_retry, attempts=fetch.max_attempts, timeout=fetch.max_attempts * fetch.timeout_seconds
+            ):
                 with attempt:
                     tried = attempt.num
+                    if cancel.is_set():
+                        raise _Cancelled
                     return self._attempt(name, uri, cancel)
-        except ClientError as exc:
-            raise SourceError(f"{where}: {describe_client_error(exc)}") from None
         except (NoCredentialsError, PartialCredentialsError):
             raise SourceError(
                 f"{where}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from None
-        except (EndpointConnectionError, ConnectTimeoutError):
-            raise SourceError(f"{where}: cannot connect to the S3 endpoint") from None
-        except _BROKEN_STREAM as exc:
-            raise SourceError(f"{where}: download broke off ({type(exc).__name__}, tried {tried} times)") from None
-        except BotoCoreError as exc:
-            raise SourceError(f"{where}: S3 client error ({type(exc).__name__})") from None
+        except (ClientError, BotoCoreError) as exc:
+            times = "once" if tried == 1 else f"{tried} times"
+            retried = f" (tried {times})" if should_retry(exc) else ""
+            raise SourceError(f"{where}: {_describe(exc)}{retried}") from None
+        except (UnsupportedEncoding, CorruptBody) as exc:
+            raise SourceError(f"{where}: {exc}") from None
         except _Cancelled:
             raise SourceError(f"{where}: download cancelled") from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
@@ -149,15 +218,23 @@ class S3Source:
                 return FetchedSource(name, display_uri(uri), target, downloaded=False, size=target.stat().st_size)
             raise
         body = response["Body"]
-        expected = response.get("ContentLength")
+        expected = response.get("ContentLength")  # bytes as stored: before any Content-Encoding is decoded
+        decoder = decoder_for(response.get("ContentEncoding"))
+        received = 0
         try:
             with self._store.part(name) as part:
                 for chunk in body.iter_chunks(CHUNK_BYTES):
                     if cancel.is_set():
                         raise _Cancelled
-                    part.write(chunk)
-                if expected is not None and part.size != expected:
-                    raise IncompleteReadError(actual_bytes=part.size, expected_bytes=expected)
+                    received += len(chunk)
+                    for piece in decoder.decode(chunk) if decoder else (chunk,):
+                        part.write(piece)
+                if expected is not None and received != expected:
+                    raise IncompleteReadError(actual_bytes=received, expected_bytes=expected)
+                if decoder:
+                    part.write(decoder.finish())
+                if cancel.is_set():  # abandoned while finishing: the run is over, leave raw/ as it was
+                    raise _Cancelled
                 found = Validators(etag=response.get("ETag"), last_modified=None)
                 self._store.commit(part, name, uri, found)
         finally:
