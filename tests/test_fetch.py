@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from sync_job.errors import ConfigError, SourceError
 from sync_job.fetch import FetchedSource, fetch_all, fetch_all_sync
 from sync_job.sources.base import display_uri
 from sync_job.sources.http import looks_like_html, retry_after_seconds
+from tests.stalling import StallingServer
 
 CSV = b"id,first_name,last_name\n" + b"".join(b"%d,Ann,O'Neil\n" % i for i in range(200_000))  # ~3.6 MB
 Handler = Callable[[BaseHTTPRequestHandler], object]
@@ -378,6 +380,59 @@ async def test_one_failure_cancels_the_other_downloads_and_leaves_no_temp_files(
     with pytest.raises(SourceError, match="source 'orders'"):
         await asyncio.wait_for(fetch_all(settings), timeout=20)
     assert leftovers(settings) == []
+
+
+def gzip_reply(body: bytes) -> Handler:
+    return lambda h: reply(h, 200, body, Content_Encoding="gzip")
+
+
+async def test_a_gzip_encoded_body_is_decoded_and_checked_against_its_length_on_the_wire(
+    server: Loopback, tmp_path: Path
+) -> None:
+    server.routes["/gz.csv"] = gzip_reply(gzip.compress(CSV, mtime=0))
+    fetched = (await fetch_all(make_settings(tmp_path, orders=f"{server.url}/gz.csv")))["orders"]
+    assert fetched.path.read_bytes() == CSV
+    assert fetched.size == len(CSV)
+
+
+async def test_a_body_that_is_not_the_gzip_it_claims_is_a_source_error(server: Loopback, tmp_path: Path) -> None:
+    server.routes["/gz.csv"] = gzip_reply(b"id\n1\n" * 1000)
+    settings = make_settings(tmp_path, orders=f"{server.url}/gz.csv")
+    with pytest.raises(
+        SourceError, match=r"^source 'orders' .*: the body does not decode as its Content-Encoding says$"
+    ):
+        await fetch_all(settings)
+    assert leftovers(settings) == []
+
+
+async def test_a_redirect_loop_is_a_source_error_naming_it(server: Loopback, tmp_path: Path) -> None:
+    server.routes["/a.csv"] = lambda h: reply(h, 302, b"", Location="/b.csv")
+    server.routes["/b.csv"] = lambda h: reply(h, 302, b"", Location="/a.csv")
+    with pytest.raises(SourceError, match=r"^source 'orders' .*/a\.csv\): redirected more than 20 times \(a redirect"):
+        await fetch_all(make_settings(tmp_path, orders=f"{server.url}/a.csv"))
+    assert server.hits("/a.csv") + server.hits("/b.csv") == 21
+
+
+async def test_a_server_that_trickles_bytes_for_ever_is_given_up_at_the_deadline(tmp_path: Path) -> None:
+    """Each byte arrives well within the read timeout, so only a bound on the whole fetch ends it."""
+    with StallingServer(trickle=True) as trickling:
+        settings = make_settings(tmp_path, timeout=5.0, payments=f"{trickling.url}/p.csv")
+        settings = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={"deadline_seconds": 0.5})})
+        with pytest.raises(SourceError) as caught:
+            await asyncio.wait_for(fetch_all(settings), SAFETY)
+    assert str(caught.value) == (
+        f"source 'payments' ({trickling.url}/p.csv): not complete after 0.5 s (fetch.deadline_seconds): "
+        "the server sends too slowly or without end"
+    )
+    assert leftovers(settings) == []
+
+
+async def test_a_server_that_accepts_and_never_answers_times_out_after_the_attempts(tmp_path: Path) -> None:
+    with StallingServer() as silent:
+        settings = make_settings(tmp_path, attempts=2, timeout=0.2, customers=f"{silent.url}/c.csv")
+        with pytest.raises(SourceError, match=r"^source 'customers' .*: timed out \(tried 2 times\)$"):
+            await asyncio.wait_for(fetch_all(settings), SAFETY)
+        assert silent.requests == 2
 
 
 # --- exact requests with pytest-httpx -----------------------------------------------------------------------------

@@ -110,6 +110,11 @@ class HttpSource:
             raise SourceError(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
         except httpx.InvalidURL:
             raise SourceError(f"{label(name, uri)}: invalid URL") from None
+        except httpx.TooManyRedirects:
+            limit = self._client.max_redirects
+            raise SourceError(f"{label(name, uri)}: redirected more than {limit} times (a redirect loop?)") from None
+        except httpx.DecodingError:
+            raise SourceError(f"{label(name, uri)}: the body does not decode as its Content-Encoding says") from None
         except httpx.HTTPError as exc:  # e.g. too many redirects
             raise SourceError(f"{label(name, uri)}: {type(exc).__name__}") from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
