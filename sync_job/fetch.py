@@ -9,7 +9,7 @@ import logging
 import httpx
 
 from sync_job.config import Settings
-from sync_job.errors import ConfigError, SourceError
+from sync_job.errors import ConfigError, Unavailable
 from sync_job.sources.base import FetchedSource, Source, display_uri, label, scheme_of
 from sync_job.sources.local import LocalSource
 from sync_job.sources.store import RawStore
@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 async def fetch_all(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> dict[str, FetchedSource]:
-    """Fetch every configured source at once; the first failure cancels the rest and is raised (SourceError)."""
+    """Fetch every configured source at once; the first failure cancels the rest and is raised.
+
+    SourceError (exit 2) when a human must act (404, access denied, not a CSV, not a file); Unavailable
+    (exit 1) when the server kept failing, timing out or sending too slowly: a later run may pass.
+    """
     uris: dict[str, str] = settings.sources.model_dump()
     kinds = {name: scheme_of(uri) for name, uri in uris.items()}
     for name, kind in kinds.items():
@@ -79,7 +83,7 @@ async def _within(seconds: float, source: Source, name: str, uri: str) -> Fetche
     except TimeoutError:
         if not bound.expired():  # a timeout from inside the fetch, not ours
             raise
-        raise SourceError(
+        raise Unavailable(
             f"{label(name, uri)}: not complete after {seconds:g} s (fetch.deadline_seconds): the server sends too "
             "slowly or without end"
         ) from None

@@ -18,7 +18,7 @@ import stamina
 from pytest_httpx import HTTPXMock
 
 from sync_job.config import FetchSettings, Settings, Sources
-from sync_job.errors import ConfigError, SourceError
+from sync_job.errors import EXIT_INPUT, EXIT_PARTIAL, ConfigError, SourceError, SyncError, Unavailable
 from sync_job.fetch import FetchedSource, fetch_all, fetch_all_sync
 from sync_job.sources.base import display_uri
 from sync_job.sources.http import looks_like_html, retry_after_seconds
@@ -300,18 +300,27 @@ async def test_the_three_sources_download_concurrently(server: Loopback, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("route", "message"),
+    ("route", "error", "message"),
     [
-        (lambda h: reply(h, 404, b"gone"), r"source 'orders' \(http://127\.0\.0\.1:\d+/o\.csv\): HTTP 404 Not Found"),
-        (lambda h: reply(h, 200, b"<!doctype html><p>login", Content_Type="text/html"), "got an HTML page"),
-        (lambda h: reply(h, 200, b"\n<!DOCTYPE html>\n<html>" + b" " * 600), "got an HTML page instead of CSV"),
-        (lambda h: reply(h, 200, b"id\n1\n", Content_Length="1000"), "truncated"),
+        (
+            lambda h: reply(h, 404, b"gone"),
+            SourceError,
+            r"source 'orders' \(http://127\.0\.0\.1:\d+/o\.csv\): HTTP 404 Not Found",
+        ),
+        (
+            lambda h: reply(h, 200, b"<!doctype html><p>login", Content_Type="text/html"),
+            SourceError,
+            "got an HTML page",
+        ),
+        (lambda h: reply(h, 200, b"\n<!DOCTYPE html>\n<html>" + b" " * 600), SourceError, "HTML page instead of CSV"),
+        (lambda h: reply(h, 200, b"id\n1\n", Content_Length="1000"), Unavailable, "truncated"),
     ],
     ids=["404", "html-content-type", "html-body", "truncated"],
 )
-async def test_failed_download_is_a_source_error_and_keeps_the_previous_good_file(
-    server: Loopback, tmp_path: Path, route: Handler, message: str
+async def test_failed_download_is_an_error_and_keeps_the_previous_good_file(
+    server: Loopback, tmp_path: Path, route: Handler, error: type[SyncError], message: str
 ) -> None:
+    """A human must act on a 404 or an HTML page (exit 2); a truncated body may pass on a later run (exit 1)."""
     server.routes["/o.csv?token=s3cret"] = versioned({"body": CSV})
     settings = make_settings(tmp_path, orders=f"{server.url}/o.csv?token=s3cret")
     good = (await fetch_all(settings))["orders"].path
@@ -319,8 +328,9 @@ async def test_failed_download_is_a_source_error_and_keeps_the_previous_good_fil
     meta_before = meta.read_text()
     server.routes["/o.csv?token=s3cret"] = route  # ignores If-None-Match: a full (failing) response
 
-    with pytest.raises(SourceError, match=message) as caught:
+    with pytest.raises(error, match=message) as caught:
         await fetch_all(settings)
+    assert caught.value.exit_code == (EXIT_INPUT if error is SourceError else EXIT_PARTIAL)
     assert "s3cret" not in str(caught.value)
     assert good.read_bytes() == CSV
     assert leftovers(settings) == []
@@ -330,7 +340,7 @@ async def test_failed_download_is_a_source_error_and_keeps_the_previous_good_fil
 async def test_first_download_failing_leaves_no_file_at_all(server: Loopback, tmp_path: Path) -> None:
     server.routes["/t.csv"] = lambda h: reply(h, 200, CSV[:70_000], Content_Length=str(len(CSV)))
     settings = make_settings(tmp_path, attempts=2, payments=f"{server.url}/t.csv")
-    with pytest.raises(SourceError, match=r"source 'payments' .*truncated download.*\(tried 2 times\)"):
+    with pytest.raises(Unavailable, match=r"source 'payments' .*truncated download.*\(tried 2 times\)"):
         await fetch_all(settings)
     assert sorted(p.name for p in (settings.workdir / "raw").iterdir()) == []
 
@@ -350,7 +360,7 @@ async def test_503_then_200_is_retried_and_succeeds(server: Loopback, tmp_path: 
 
 async def test_persistent_5xx_gives_up_after_the_configured_attempts(server: Loopback, tmp_path: Path) -> None:
     server.routes["/down.csv"] = lambda h: reply(h, 502, b"bad gateway")
-    with pytest.raises(SourceError, match=r"HTTP 502 Bad Gateway \(tried 3 times\)"):
+    with pytest.raises(Unavailable, match=r"HTTP 502 Bad Gateway \(tried 3 times\)"):
         await fetch_all(make_settings(tmp_path, attempts=3, orders=f"{server.url}/down.csv"))
     assert server.hits("/down.csv") == 3
 
@@ -358,7 +368,7 @@ async def test_persistent_5xx_gives_up_after_the_configured_attempts(server: Loo
 async def test_slow_server_times_out_after_retries(server: Loopback, tmp_path: Path) -> None:
     server.routes["/slow.csv"] = lambda h: server.release.wait(10)
     settings = make_settings(tmp_path, attempts=2, timeout=0.2, orders=f"{server.url}/slow.csv")
-    with pytest.raises(SourceError, match=r"source 'orders' .*: timed out \(tried 2 times\)"):
+    with pytest.raises(Unavailable, match=r"source 'orders' .*: timed out \(tried 2 times\)"):
         await fetch_all(settings)
     assert server.hits("/slow.csv") == 2
 
@@ -418,7 +428,7 @@ async def test_a_server_that_trickles_bytes_for_ever_is_given_up_at_the_deadline
     with StallingServer(trickle=True) as trickling:
         settings = make_settings(tmp_path, timeout=5.0, payments=f"{trickling.url}/p.csv")
         settings = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={"deadline_seconds": 0.5})})
-        with pytest.raises(SourceError) as caught:
+        with pytest.raises(Unavailable) as caught:
             await asyncio.wait_for(fetch_all(settings), SAFETY)
     assert str(caught.value) == (
         f"source 'payments' ({trickling.url}/p.csv): not complete after 0.5 s (fetch.deadline_seconds): "
@@ -430,7 +440,7 @@ async def test_a_server_that_trickles_bytes_for_ever_is_given_up_at_the_deadline
 async def test_a_server_that_accepts_and_never_answers_times_out_after_the_attempts(tmp_path: Path) -> None:
     with StallingServer() as silent:
         settings = make_settings(tmp_path, attempts=2, timeout=0.2, customers=f"{silent.url}/c.csv")
-        with pytest.raises(SourceError, match=r"^source 'customers' .*: timed out \(tried 2 times\)$"):
+        with pytest.raises(Unavailable, match=r"^source 'customers' .*: timed out \(tried 2 times\)$"):
             await asyncio.wait_for(fetch_all(settings), SAFETY)
         assert silent.requests == 2
 

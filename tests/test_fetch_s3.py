@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import stamina
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError, SSLError
 
 from sync_job.config import FetchSettings, S3Settings, Settings, Sources
-from sync_job.errors import ConfigError, SourceError
+from sync_job.errors import EXIT_PARTIAL, ConfigError, SourceError, Unavailable
 from sync_job.fetch import fetch_all, fetch_all_sync
 from sync_job.sources.s3 import should_retry
 from tests.stalling import StallingServer
@@ -248,7 +249,7 @@ def against(endpoint: str, tmp_path: Path, timeout: float, attempts: int) -> Set
 def test_n_attempts_make_n_requests_against_an_endpoint_that_never_answers(s3: S3Client, tmp_path: Path) -> None:
     """botocore's own retries used to run inside each of the job's attempts: 4 attempts made 20 connections."""
     with stamina.set_testing(True, attempts=10, cap=True), StallingServer() as silent:
-        with pytest.raises(SourceError) as caught:
+        with pytest.raises(Unavailable) as caught:
             fetch_all_sync(against(silent.url, tmp_path, timeout=0.3, attempts=3))
         assert silent.requests == 3
     assert str(caught.value) == "source 'orders' (s3://jaffle/raw/payments.csv): timed out (tried 3 times)"
@@ -344,3 +345,15 @@ def test_only_failures_that_may_pass_later_are_retried() -> None:
     assert not should_retry(client_error(404, "NoSuchKey"))
     assert not should_retry(client_error(403, "AccessDenied"))
     assert not should_retry(SSLError(endpoint_url="https://s3.test", error="bad certificate"))
+
+
+def test_an_endpoint_that_refuses_connections_may_pass_later_exit_1(s3: S3Client, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: connection refused
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with stamina.set_testing(True, attempts=10, cap=True), pytest.raises(Unavailable) as caught:
+        fetch_all_sync(against(endpoint, tmp_path, timeout=2, attempts=2))
+    assert str(caught.value) == (
+        "source 'orders' (s3://jaffle/raw/payments.csv): cannot connect to the S3 endpoint (tried 2 times)"
+    )
+    assert caught.value.exit_code == EXIT_PARTIAL

@@ -11,7 +11,7 @@ import stamina
 
 from sync_job import __version__
 from sync_job.config import FetchSettings
-from sync_job.errors import SourceError, TransientError
+from sync_job.errors import SourceError, TransientError, Unavailable
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
 from sync_job.sources.store import RawStore, Validators
 
@@ -106,8 +106,9 @@ class HttpSource:
         except SourceError:
             raise
         except (TransientError, httpx.TransportError) as exc:
+            # The server, not the configuration: the same run may pass later (exit 1, the scheduler retries).
             times = "once" if tried == 1 else f"{tried} times"
-            raise SourceError(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
+            raise Unavailable(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
         except httpx.InvalidURL:
             raise SourceError(f"{label(name, uri)}: invalid URL") from None
         except httpx.TooManyRedirects:

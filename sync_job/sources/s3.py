@@ -29,7 +29,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
 from sync_job.config import Settings
-from sync_job.errors import ConfigError, SourceError
+from sync_job.errors import ConfigError, SourceError, Unavailable
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
 from sync_job.sources.encoding import CorruptBody, UnsupportedEncoding, decoder_for
 from sync_job.sources.store import RawStore, Validators
@@ -193,9 +193,11 @@ class S3Source:
                 f"{where}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from None
         except (ClientError, BotoCoreError) as exc:
+            if not should_retry(exc):  # a missing key, access denied ...: a human must act (exit 2)
+                raise SourceError(f"{where}: {_describe(exc)}") from None
+            # The store or the network, not the configuration: the same run may pass later (exit 1).
             times = "once" if tried == 1 else f"{tried} times"
-            retried = f" (tried {times})" if should_retry(exc) else ""
-            raise SourceError(f"{where}: {_describe(exc)}{retried}") from None
+            raise Unavailable(f"{where}: {_describe(exc)} (tried {times})") from None
         except (UnsupportedEncoding, CorruptBody) as exc:
             raise SourceError(f"{where}: {exc}") from None
         except _Cancelled:
