@@ -357,3 +357,19 @@ def test_an_endpoint_that_refuses_connections_may_pass_later_exit_1(s3: S3Client
         "source 'orders' (s3://jaffle/raw/payments.csv): cannot connect to the S3 endpoint (tried 2 times)"
     )
     assert caught.value.exit_code == EXIT_PARTIAL
+
+
+async def test_a_cancelled_download_stuck_in_a_trickle_wakes_and_ends_its_thread(s3: S3Client, tmp_path: Path) -> None:
+    """Abandoned is not enough in a long-lived `run --every` process: the stuck read is woken and the thread ends."""
+    before = set(threading.enumerate())
+    with StallingServer(trickle=True) as trickling:
+        task = asyncio.create_task(fetch_all(against(trickling.url, tmp_path, timeout=120, attempts=4)))
+        while not trickling.got_request.is_set():
+            await asyncio.sleep(0.01)
+        (worker,) = [t for t in set(threading.enumerate()) - before if t.name == "s3-fetch-orders"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(worker.join, SAFETY)
+        assert not worker.is_alive(), f"the worker was still reading {SAFETY:.0f}s after the cancel"
+    assert part_files(against(trickling.url, tmp_path, timeout=1, attempts=1)) == []

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -31,14 +31,15 @@ from botocore.exceptions import ConnectionError as S3ConnectionError
 from sync_job.config import Settings
 from sync_job.errors import ConfigError, SourceError, Unavailable
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
+from sync_job.sources.daemon import in_daemon_thread
 from sync_job.sources.encoding import CorruptBody, UnsupportedEncoding, decoder_for
 from sync_job.sources.store import RawStore, Validators
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # What S3 error codes mean for the person running the job; the server's own message is never shown.
 _CODES = {
@@ -102,40 +103,46 @@ def _describe(exc: Exception) -> str:
     return f"S3 client error ({type(exc).__name__})"
 
 
-async def in_daemon_thread(work: Callable[[], T]) -> T:
-    """Run blocking `work` in a daemon thread and await it; cancelling the await returns at once.
-
-    Not asyncio.to_thread: asyncio.run joins its executor's threads on exit (for up to 300 s, then the
-    interpreter joins them again), so a socket read stuck in boto3 held SIGTERM's exit hostage. A cancelled
-    `work` is abandoned instead: it stops at its next cancel check (or read timeout) or dies with the process.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # cancelled: nobody is waiting any more
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def target() -> None:
-        result: T | None = None
-        error: BaseException | None = None
-        try:
-            result = work()
-        except BaseException as exc:  # handed over to the awaiting task, whatever it is
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=target, name="s3-fetch", daemon=True).start()
-    return await future
-
-
 class _Cancelled(Exception):
     """The awaiting task was cancelled: stop streaming, drop the temp file."""
+
+
+class _Abort:
+    """Set from the event loop when a fetch is cancelled; the worker thread checks it between chunks.
+
+    A read already blocked in the socket would not see it until bytes arrive (a trickle may take hours), so
+    setting it also shuts the body's socket down: shutdown() wakes a recv() in another thread, close() does not.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._body: StreamingBody | None = None
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            if self._body is not None:
+                _shut_down(self._body)
+
+    def reading(self, body: StreamingBody | None) -> None:
+        """The body the worker is reading now (None when done), so that set() can wake it."""
+        with self._lock:
+            self._body = body
+            if body is not None and self._event.is_set():
+                _shut_down(body)
+
+
+def _shut_down(body: StreamingBody) -> None:
+    # botocore keeps urllib3's response as _raw_stream; urllib3 exposes its connection and that its socket.
+    connection = getattr(getattr(body, "_raw_stream", None), "connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class S3Source:
@@ -168,14 +175,14 @@ class S3Source:
 
     async def fetch(self, name: str, uri: str) -> FetchedSource:
         parse_s3_uri(name, uri)
-        cancel = threading.Event()
+        cancel = _Abort()
         try:
-            return await in_daemon_thread(lambda: self._fetch_blocking(name, uri, cancel))
+            return await in_daemon_thread(lambda: self._fetch_blocking(name, uri, cancel), f"s3-fetch-{name}")
         except asyncio.CancelledError:
-            cancel.set()  # the thread cannot be interrupted, but it checks this between chunks
+            cancel.set()
             raise
 
-    def _fetch_blocking(self, name: str, uri: str, cancel: threading.Event) -> FetchedSource:
+    def _fetch_blocking(self, name: str, uri: str, cancel: _Abort) -> FetchedSource:
         where = label(name, uri)
         fetch = self._settings.fetch
         tried = 0
@@ -204,7 +211,7 @@ class S3Source:
             raise SourceError(f"{where}: download cancelled") from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    def _attempt(self, name: str, uri: str, cancel: threading.Event) -> FetchedSource:
+    def _attempt(self, name: str, uri: str, cancel: _Abort) -> FetchedSource:
         bucket, key = parse_s3_uri(name, uri)
         validators = self._store.validators(name, uri)
         request: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -223,6 +230,7 @@ class S3Source:
         expected = response.get("ContentLength")  # bytes as stored: before any Content-Encoding is decoded
         decoder = decoder_for(response.get("ContentEncoding"))
         received = 0
+        cancel.reading(body)
         try:
             with self._store.part(name) as part:
                 for chunk in body.iter_chunks(CHUNK_BYTES):
@@ -240,6 +248,7 @@ class S3Source:
                 found = Validators(etag=response.get("ETag"), last_modified=None)
                 self._store.commit(part, name, uri, found)
         finally:
+            cancel.reading(None)
             body.close()
         log.info("%s downloaded: %d bytes -> %s", label(name, uri), part.size, target)
         return FetchedSource(name, display_uri(uri), target, downloaded=True, size=part.size)
