@@ -373,3 +373,11 @@ async def test_a_cancelled_download_stuck_in_a_trickle_wakes_and_ends_its_thread
         await asyncio.to_thread(worker.join, SAFETY)
         assert not worker.is_alive(), f"the worker was still reading {SAFETY:.0f}s after the cancel"
     assert part_files(against(trickling.url, tmp_path, timeout=1, attempts=1)) == []
+
+
+def test_an_object_that_trickles_for_ever_is_given_up_at_the_deadline(s3: S3Client, tmp_path: Path) -> None:
+    with StallingServer(trickle=True) as trickling:
+        settings = against(trickling.url, tmp_path, timeout=5, attempts=2)
+        settings = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={"deadline_seconds": 0.5})})
+        with pytest.raises(Unavailable, match=r"^source 'orders' .*: not complete after 0\.5 s \(fetch\.deadline"):
+            fetch_all_sync(settings)
