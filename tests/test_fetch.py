@@ -426,7 +426,7 @@ async def test_a_redirect_loop_is_a_source_error_naming_it(server: Loopback, tmp
 async def test_a_server_that_trickles_bytes_for_ever_is_given_up_at_the_deadline(tmp_path: Path) -> None:
     """Each byte arrives well within the read timeout, so only a bound on the whole fetch ends it."""
     with StallingServer(trickle=True) as trickling:
-        settings = make_settings(tmp_path, timeout=5.0, payments=f"{trickling.url}/p.csv")
+        settings = make_settings(tmp_path, timeout=5.0, payments=f"{trickling.url}/p.csv?token=s3cret")
         settings = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={"deadline_seconds": 0.5})})
         with pytest.raises(Unavailable) as caught:
             await asyncio.wait_for(fetch_all(settings), SAFETY)
