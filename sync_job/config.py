@@ -49,6 +49,7 @@ class S3Settings(_Strict):
 class FetchSettings(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    deadline_seconds: Annotated[float, Field(gt=0)] = 1800.0  # one source's whole fetch, all attempts included
 
 
 class DestinationSettings(_Strict):

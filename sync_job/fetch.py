@@ -9,8 +9,8 @@ import logging
 import httpx
 
 from sync_job.config import Settings
-from sync_job.errors import ConfigError
-from sync_job.sources.base import FetchedSource, Source, display_uri, scheme_of
+from sync_job.errors import ConfigError, Unavailable
+from sync_job.sources.base import FetchedSource, Source, display_uri, label, scheme_of
 from sync_job.sources.local import LocalSource
 from sync_job.sources.store import RawStore
 
@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 async def fetch_all(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> dict[str, FetchedSource]:
-    """Fetch every configured source at once; the first failure cancels the rest and is raised (SourceError)."""
+    """Fetch every configured source at once; the first failure cancels the rest and is raised.
+
+    SourceError (exit 2) when a human must act (404, access denied, not a CSV, not a file); Unavailable
+    (exit 1) when the server kept failing, timing out or sending too slowly: a later run may pass.
+    """
     uris: dict[str, str] = settings.sources.model_dump()
     kinds = {name: scheme_of(uri) for name, uri in uris.items()}
     for name, kind in kinds.items():
@@ -43,7 +47,11 @@ async def fetch_all(
             from sync_job.sources.s3 import S3Source  # boto3 is slow to import: only when needed
 
             handlers["s3"] = S3Source(store, settings)
-        tasks = [asyncio.create_task(handlers[kinds[name]].fetch(name, uri), name=name) for name, uri in uris.items()]
+        deadline = settings.fetch.deadline_seconds
+        tasks = [
+            asyncio.create_task(_within(deadline, handlers[kinds[name]], name, uri), name=name)
+            for name, uri in uris.items()
+        ]
         try:
             results = await asyncio.gather(*tasks)
         except BaseException:
@@ -61,6 +69,24 @@ async def fetch_all(
             "downloaded" if source.downloaded else "unchanged" if kinds[source.name] != "local" else "local",
         )
     return {source.name: source for source in results}
+
+
+async def _within(seconds: float, source: Source, name: str, uri: str) -> FetchedSource:
+    """One source's whole fetch, retries included, bounded in time.
+
+    Timeouts bound each wait for a byte, not a download: a server that trickles a byte every few seconds,
+    or streams without end, never trips them.
+    """
+    try:
+        async with asyncio.timeout(seconds) as bound:
+            return await source.fetch(name, uri)
+    except TimeoutError:
+        if not bound.expired():  # a timeout from inside the fetch, not ours
+            raise
+        raise Unavailable(
+            f"{label(name, uri)}: not complete after {seconds:g} s (fetch.deadline_seconds): the server sends too "
+            "slowly or without end"
+        ) from None
 
 
 def fetch_all_sync(settings: Settings) -> dict[str, FetchedSource]:

@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from sync_job.cli import app
-from sync_job.errors import EXIT_INPUT
+from sync_job.errors import EXIT_INPUT, EXIT_PARTIAL
 from sync_job.sandbox.server import Sandbox
 from tests.e2e import TOKEN, write_sources
 
@@ -248,12 +248,18 @@ def test_html_page_served_as_csv_is_refused_too(folder: Path, sandbox: Sandbox, 
     nothing_requested(sandbox)
 
 
-def test_truncated_download_is_refused(folder: Path, sandbox: Sandbox, http_sources: SourceServer) -> None:
+def test_truncated_download_is_refused_with_exit_1_so_the_next_run_retries(
+    folder: Path, sandbox: Sandbox, http_sources: SourceServer
+) -> None:
+    """A body cut short on every attempt is a dropped connection, not bad input: it may pass later (exit 1)."""
     body = CSV_TEXT.encode()
     http_sources.routes["/customers.csv"] = serve(body[:20], length=len(body))
     path = config_file(folder, sources={"customers": f"{http_sources.url}/customers.csv"})
-    line = error_line(invoke(path, sandbox.url), "customers")
-    assert "truncated" in line.lower() or "incomplete" in line.lower()
+    result = invoke(path, sandbox.url)
+    assert result.exit_code == EXIT_PARTIAL, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "source 'customers'" in line
+    assert "truncated" in line.lower()
     nothing_requested(sandbox)
     assert not (folder / "work" / "raw" / "customers.csv").exists()
 

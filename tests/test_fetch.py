@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,13 +18,15 @@ import stamina
 from pytest_httpx import HTTPXMock
 
 from sync_job.config import FetchSettings, Settings, Sources
-from sync_job.errors import ConfigError, SourceError
+from sync_job.errors import EXIT_INPUT, EXIT_PARTIAL, ConfigError, SourceError, SyncError, Unavailable
 from sync_job.fetch import FetchedSource, fetch_all, fetch_all_sync
 from sync_job.sources.base import display_uri
 from sync_job.sources.http import looks_like_html, retry_after_seconds
+from tests.stalling import StallingServer
 
 CSV = b"id,first_name,last_name\n" + b"".join(b"%d,Ann,O'Neil\n" % i for i in range(200_000))  # ~3.6 MB
 Handler = Callable[[BaseHTTPRequestHandler], object]
+SAFETY = 30.0  # a safety net so a hang fails the test instead of blocking the suite; not a timing assertion
 
 
 class Loopback:
@@ -176,6 +181,61 @@ def test_a_directory_is_not_a_source(tmp_path: Path) -> None:
         fetch_all_sync(make_settings(tmp_path, customers=str(tmp_path)))
 
 
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_is_not_a_source_because_reading_it_never_ends(tmp_path: Path, path: str) -> None:
+    with pytest.raises(SourceError, match=rf"^source 'orders' \({path}\): is a character device, expected a regular"):
+        fetch_all_sync(make_settings(tmp_path, orders=path))
+
+
+def test_a_named_pipe_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "orders.csv"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | dict[str, FetchedSource]] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(fetch_all_sync(make_settings(tmp_path, orders=str(fifo))))
+        except BaseException as exc:  # handed to the test thread, whatever it is
+            outcome.append(exc)
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    thread.join(SAFETY)
+    if thread.is_alive():  # the open() waits for a writer: be one, so the stuck thread ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"fetching a FIFO was still blocked after {SAFETY:.0f}s")
+    (error,) = outcome
+    assert isinstance(error, SourceError)
+    assert str(error) == f"source 'orders' ({fifo}): is a named pipe (FIFO), expected a regular CSV file"
+
+
+def test_a_unix_socket_is_not_a_source(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(SourceError, match="is a socket, expected a regular CSV file"):
+            fetch_all_sync(make_settings(tmp_path, customers=str(path)))
+
+
+def test_a_symlink_loop_is_a_source_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    with pytest.raises(SourceError, match=r"source 'payments' .*a\.csv\): cannot read file \(Too many levels"):
+        fetch_all_sync(make_settings(tmp_path, payments=str(tmp_path / "a.csv")))
+
+
+def test_a_path_with_a_nul_byte_is_a_source_error_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"source 'orders' .*: the path contains a NUL byte$"):
+        fetch_all_sync(make_settings(tmp_path, orders="orders\x00.csv"))
+
+
+def test_a_symlink_to_a_regular_file_is_read_through(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_bytes(b"id\n1\n2\n")
+    (tmp_path / "link.csv").symlink_to(real)
+    assert fetch_all_sync(make_settings(tmp_path, orders=str(tmp_path / "link.csv")))["orders"].size == 7
+
+
 def test_unsupported_scheme_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sources.orders: unsupported scheme 'ftp://'"):
         fetch_all_sync(make_settings(tmp_path, orders="ftp://host/o.csv"))
@@ -240,18 +300,27 @@ async def test_the_three_sources_download_concurrently(server: Loopback, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("route", "message"),
+    ("route", "error", "message"),
     [
-        (lambda h: reply(h, 404, b"gone"), r"source 'orders' \(http://127\.0\.0\.1:\d+/o\.csv\): HTTP 404 Not Found"),
-        (lambda h: reply(h, 200, b"<!doctype html><p>login", Content_Type="text/html"), "got an HTML page"),
-        (lambda h: reply(h, 200, b"\n<!DOCTYPE html>\n<html>" + b" " * 600), "got an HTML page instead of CSV"),
-        (lambda h: reply(h, 200, b"id\n1\n", Content_Length="1000"), "truncated"),
+        (
+            lambda h: reply(h, 404, b"gone"),
+            SourceError,
+            r"source 'orders' \(http://127\.0\.0\.1:\d+/o\.csv\): HTTP 404 Not Found",
+        ),
+        (
+            lambda h: reply(h, 200, b"<!doctype html><p>login", Content_Type="text/html"),
+            SourceError,
+            "got an HTML page",
+        ),
+        (lambda h: reply(h, 200, b"\n<!DOCTYPE html>\n<html>" + b" " * 600), SourceError, "HTML page instead of CSV"),
+        (lambda h: reply(h, 200, b"id\n1\n", Content_Length="1000"), Unavailable, "truncated"),
     ],
     ids=["404", "html-content-type", "html-body", "truncated"],
 )
-async def test_failed_download_is_a_source_error_and_keeps_the_previous_good_file(
-    server: Loopback, tmp_path: Path, route: Handler, message: str
+async def test_failed_download_is_an_error_and_keeps_the_previous_good_file(
+    server: Loopback, tmp_path: Path, route: Handler, error: type[SyncError], message: str
 ) -> None:
+    """A human must act on a 404 or an HTML page (exit 2); a truncated body may pass on a later run (exit 1)."""
     server.routes["/o.csv?token=s3cret"] = versioned({"body": CSV})
     settings = make_settings(tmp_path, orders=f"{server.url}/o.csv?token=s3cret")
     good = (await fetch_all(settings))["orders"].path
@@ -259,8 +328,9 @@ async def test_failed_download_is_a_source_error_and_keeps_the_previous_good_fil
     meta_before = meta.read_text()
     server.routes["/o.csv?token=s3cret"] = route  # ignores If-None-Match: a full (failing) response
 
-    with pytest.raises(SourceError, match=message) as caught:
+    with pytest.raises(error, match=message) as caught:
         await fetch_all(settings)
+    assert caught.value.exit_code == (EXIT_INPUT if error is SourceError else EXIT_PARTIAL)
     assert "s3cret" not in str(caught.value)
     assert good.read_bytes() == CSV
     assert leftovers(settings) == []
@@ -270,7 +340,7 @@ async def test_failed_download_is_a_source_error_and_keeps_the_previous_good_fil
 async def test_first_download_failing_leaves_no_file_at_all(server: Loopback, tmp_path: Path) -> None:
     server.routes["/t.csv"] = lambda h: reply(h, 200, CSV[:70_000], Content_Length=str(len(CSV)))
     settings = make_settings(tmp_path, attempts=2, payments=f"{server.url}/t.csv")
-    with pytest.raises(SourceError, match=r"source 'payments' .*truncated download.*\(tried 2 times\)"):
+    with pytest.raises(Unavailable, match=r"source 'payments' .*truncated download.*\(tried 2 times\)"):
         await fetch_all(settings)
     assert sorted(p.name for p in (settings.workdir / "raw").iterdir()) == []
 
@@ -290,7 +360,7 @@ async def test_503_then_200_is_retried_and_succeeds(server: Loopback, tmp_path: 
 
 async def test_persistent_5xx_gives_up_after_the_configured_attempts(server: Loopback, tmp_path: Path) -> None:
     server.routes["/down.csv"] = lambda h: reply(h, 502, b"bad gateway")
-    with pytest.raises(SourceError, match=r"HTTP 502 Bad Gateway \(tried 3 times\)"):
+    with pytest.raises(Unavailable, match=r"HTTP 502 Bad Gateway \(tried 3 times\)"):
         await fetch_all(make_settings(tmp_path, attempts=3, orders=f"{server.url}/down.csv"))
     assert server.hits("/down.csv") == 3
 
@@ -298,7 +368,7 @@ async def test_persistent_5xx_gives_up_after_the_configured_attempts(server: Loo
 async def test_slow_server_times_out_after_retries(server: Loopback, tmp_path: Path) -> None:
     server.routes["/slow.csv"] = lambda h: server.release.wait(10)
     settings = make_settings(tmp_path, attempts=2, timeout=0.2, orders=f"{server.url}/slow.csv")
-    with pytest.raises(SourceError, match=r"source 'orders' .*: timed out \(tried 2 times\)"):
+    with pytest.raises(Unavailable, match=r"source 'orders' .*: timed out \(tried 2 times\)"):
         await fetch_all(settings)
     assert server.hits("/slow.csv") == 2
 
@@ -320,6 +390,59 @@ async def test_one_failure_cancels_the_other_downloads_and_leaves_no_temp_files(
     with pytest.raises(SourceError, match="source 'orders'"):
         await asyncio.wait_for(fetch_all(settings), timeout=20)
     assert leftovers(settings) == []
+
+
+def gzip_reply(body: bytes) -> Handler:
+    return lambda h: reply(h, 200, body, Content_Encoding="gzip")
+
+
+async def test_a_gzip_encoded_body_is_decoded_and_checked_against_its_length_on_the_wire(
+    server: Loopback, tmp_path: Path
+) -> None:
+    server.routes["/gz.csv"] = gzip_reply(gzip.compress(CSV, mtime=0))
+    fetched = (await fetch_all(make_settings(tmp_path, orders=f"{server.url}/gz.csv")))["orders"]
+    assert fetched.path.read_bytes() == CSV
+    assert fetched.size == len(CSV)
+
+
+async def test_a_body_that_is_not_the_gzip_it_claims_is_a_source_error(server: Loopback, tmp_path: Path) -> None:
+    server.routes["/gz.csv"] = gzip_reply(b"id\n1\n" * 1000)
+    settings = make_settings(tmp_path, orders=f"{server.url}/gz.csv")
+    with pytest.raises(
+        SourceError, match=r"^source 'orders' .*: the body does not decode as its Content-Encoding says$"
+    ):
+        await fetch_all(settings)
+    assert leftovers(settings) == []
+
+
+async def test_a_redirect_loop_is_a_source_error_naming_it(server: Loopback, tmp_path: Path) -> None:
+    server.routes["/a.csv"] = lambda h: reply(h, 302, b"", Location="/b.csv")
+    server.routes["/b.csv"] = lambda h: reply(h, 302, b"", Location="/a.csv")
+    with pytest.raises(SourceError, match=r"^source 'orders' .*/a\.csv\): redirected more than 20 times \(a redirect"):
+        await fetch_all(make_settings(tmp_path, orders=f"{server.url}/a.csv"))
+    assert server.hits("/a.csv") + server.hits("/b.csv") == 21
+
+
+async def test_a_server_that_trickles_bytes_for_ever_is_given_up_at_the_deadline(tmp_path: Path) -> None:
+    """Each byte arrives well within the read timeout, so only a bound on the whole fetch ends it."""
+    with StallingServer(trickle=True) as trickling:
+        settings = make_settings(tmp_path, timeout=5.0, payments=f"{trickling.url}/p.csv?token=s3cret")
+        settings = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={"deadline_seconds": 0.5})})
+        with pytest.raises(Unavailable) as caught:
+            await asyncio.wait_for(fetch_all(settings), SAFETY)
+    assert str(caught.value) == (
+        f"source 'payments' ({trickling.url}/p.csv): not complete after 0.5 s (fetch.deadline_seconds): "
+        "the server sends too slowly or without end"
+    )
+    assert leftovers(settings) == []
+
+
+async def test_a_server_that_accepts_and_never_answers_times_out_after_the_attempts(tmp_path: Path) -> None:
+    with StallingServer() as silent:
+        settings = make_settings(tmp_path, attempts=2, timeout=0.2, customers=f"{silent.url}/c.csv")
+        with pytest.raises(Unavailable, match=r"^source 'customers' .*: timed out \(tried 2 times\)$"):
+            await asyncio.wait_for(fetch_all(settings), SAFETY)
+        assert silent.requests == 2
 
 
 # --- exact requests with pytest-httpx -----------------------------------------------------------------------------

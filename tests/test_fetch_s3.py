@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import logging
+import re
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,10 +16,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import httpx
 import pytest
+import stamina
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError, SSLError
 
 from sync_job.config import FetchSettings, S3Settings, Settings, Sources
-from sync_job.errors import ConfigError, SourceError
+from sync_job.errors import EXIT_PARTIAL, ConfigError, SourceError, Unavailable
 from sync_job.fetch import fetch_all, fetch_all_sync
+from sync_job.sources.s3 import should_retry
+from tests.stalling import StallingServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,6 +31,7 @@ if TYPE_CHECKING:
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 tests")
 
 SECRET = "wJalrXUtnFEMI-very-secret-key"
+SAFETY = 30.0  # a safety net so a hang fails the test instead of blocking the suite; not a timing assertion
 BODY = b"id,order_id,payment_method,amount\n" + b"".join(b"%d,%d,card,1000\n" % (i, i) for i in range(150_000))
 
 
@@ -221,3 +231,153 @@ def test_no_credentials_anywhere_is_a_clear_source_error(
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(SourceError, match="no AWS credentials found"):
         fetch_all_sync(make_settings(tmp_path, moto, orders="s3://jaffle/raw/payments.csv"))
+
+
+# --- retries, encodings and stalls ------------------------------------------------------------------------------
+
+
+def against(endpoint: str, tmp_path: Path, timeout: float, attempts: int) -> Settings:
+    """Settings whose orders come from s3://jaffle/raw/payments.csv at `endpoint` (a stalling server)."""
+    settings = make_settings(tmp_path, None, orders="s3://jaffle/raw/payments.csv")
+    update = {
+        "s3": S3Settings(endpoint_url=endpoint, region="us-east-1"),
+        "fetch": FetchSettings(timeout_seconds=timeout, max_attempts=attempts),
+    }
+    return settings.model_copy(update=update)
+
+
+def test_n_attempts_make_n_requests_against_an_endpoint_that_never_answers(s3: S3Client, tmp_path: Path) -> None:
+    """botocore's own retries used to run inside each of the job's attempts: 4 attempts made 20 connections."""
+    with stamina.set_testing(True, attempts=10, cap=True), StallingServer() as silent:
+        with pytest.raises(Unavailable) as caught:
+            fetch_all_sync(against(silent.url, tmp_path, timeout=0.3, attempts=3))
+        assert silent.requests == 3
+    assert str(caught.value) == "source 'orders' (s3://jaffle/raw/payments.csv): timed out (tried 3 times)"
+
+
+def gzipped(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def test_an_object_stored_gzip_encoded_is_decoded_like_the_same_file_over_http(
+    moto: Moto, s3: S3Client, tmp_path: Path
+) -> None:
+    s3.put_object(Bucket="jaffle", Key="gz/payments.csv", Body=gzipped(BODY), ContentEncoding="gzip")
+    settings = make_settings(tmp_path, moto, payments="s3://jaffle/gz/payments.csv")
+    fetched = fetch_all_sync(settings)["payments"]
+    assert fetched.path.read_bytes() == BODY
+    assert fetched.size == len(BODY)
+    assert not fetch_all_sync(settings)["payments"].downloaded  # the ETag still matches the decoded file
+
+
+def test_concatenated_gzip_members_decode_as_one_file(moto: Moto, s3: S3Client, tmp_path: Path) -> None:
+    half = len(BODY) // 2
+    s3.put_object(
+        Bucket="jaffle", Key="gz/two.csv", Body=gzipped(BODY[:half]) + gzipped(BODY[half:]), ContentEncoding="gzip"
+    )
+    fetched = fetch_all_sync(make_settings(tmp_path, moto, payments="s3://jaffle/gz/two.csv"))["payments"]
+    assert fetched.path.read_bytes() == BODY
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "problem"),
+    [
+        (b"id\n1\n", "gzip", "stored with Content-Encoding gzip but is not valid gzip data"),
+        (gzipped(BODY)[:-100], "gzip", "stored with Content-Encoding gzip but the compressed data ends early"),
+        (b"id\n1\n", "br", "stored with Content-Encoding 'br': only gzip and deflate can be decoded"),
+    ],
+    ids=["not-gzip", "cut-short", "brotli"],
+)
+def test_an_object_that_does_not_decode_is_a_source_error_and_keeps_the_previous_file(
+    moto: Moto, s3: S3Client, tmp_path: Path, body: bytes, encoding: str, problem: str
+) -> None:
+    settings = make_settings(tmp_path, moto, orders="s3://jaffle/raw/payments.csv")
+    good = fetch_all_sync(settings)["orders"].path
+    s3.put_object(Bucket="jaffle", Key="raw/payments.csv", Body=body, ContentEncoding=encoding)
+    with pytest.raises(
+        SourceError, match=rf"^source 'orders' \(s3://jaffle/raw/payments\.csv\): {re.escape(problem)}$"
+    ):
+        fetch_all_sync(settings)
+    assert good.read_bytes() == BODY
+    assert part_files(settings) == []
+
+
+def test_an_identity_or_aws_chunked_encoding_is_kept_as_is(moto: Moto, s3: S3Client, tmp_path: Path) -> None:
+    s3.put_object(Bucket="jaffle", Key="plain.csv", Body=b"id\n5\n", ContentEncoding="identity")
+    fetched = fetch_all_sync(make_settings(tmp_path, moto, orders="s3://jaffle/plain.csv"))["orders"]
+    assert fetched.path.read_bytes() == b"id\n5\n"
+
+
+def test_cancelling_a_hanging_download_ends_the_event_loop_at_once(s3: S3Client, tmp_path: Path) -> None:
+    """asyncio.run joins asyncio.to_thread's executor for up to 300 s at exit, so SIGTERM waited for the stuck read.
+
+    The download now runs in a daemon thread that asyncio.run does not wait for.
+    """
+    finished = threading.Event()
+
+    async def cancel_mid_download(settings: Settings) -> None:
+        task = asyncio.create_task(fetch_all(settings))
+        while not silent.got_request.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with StallingServer() as silent:
+        settings = against(silent.url, tmp_path, timeout=120, attempts=4)
+        runner = threading.Thread(target=lambda: (asyncio.run(cancel_mid_download(settings)), finished.set()))
+        runner.daemon = True
+        runner.start()
+        runner.join(SAFETY)
+        assert finished.is_set(), f"asyncio.run had not returned {SAFETY:.0f}s after the download was cancelled"
+
+
+def client_error(status: int, code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+
+def test_only_failures_that_may_pass_later_are_retried() -> None:
+    assert should_retry(client_error(503, "SlowDown"))
+    assert should_retry(client_error(500, "InternalError"))
+    assert should_retry(client_error(400, "RequestTimeout"))
+    assert should_retry(ReadTimeoutError(endpoint_url="http://s3.test"))
+    assert should_retry(EndpointConnectionError(endpoint_url="http://s3.test"))
+    assert not should_retry(client_error(404, "NoSuchKey"))
+    assert not should_retry(client_error(403, "AccessDenied"))
+    assert not should_retry(SSLError(endpoint_url="https://s3.test", error="bad certificate"))
+
+
+def test_an_endpoint_that_refuses_connections_may_pass_later_exit_1(s3: S3Client, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: connection refused
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with stamina.set_testing(True, attempts=10, cap=True), pytest.raises(Unavailable) as caught:
+        fetch_all_sync(against(endpoint, tmp_path, timeout=2, attempts=2))
+    assert str(caught.value) == (
+        "source 'orders' (s3://jaffle/raw/payments.csv): cannot connect to the S3 endpoint (tried 2 times)"
+    )
+    assert caught.value.exit_code == EXIT_PARTIAL
+
+
+async def test_a_cancelled_download_stuck_in_a_trickle_wakes_and_ends_its_thread(s3: S3Client, tmp_path: Path) -> None:
+    """Abandoned is not enough in a long-lived `run --every` process: the stuck read is woken and the thread ends."""
+    before = set(threading.enumerate())
+    with StallingServer(trickle=True) as trickling:
+        task = asyncio.create_task(fetch_all(against(trickling.url, tmp_path, timeout=120, attempts=4)))
+        while not trickling.got_request.is_set():
+            await asyncio.sleep(0.01)
+        (worker,) = [t for t in set(threading.enumerate()) - before if t.name == "s3-fetch-orders"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(worker.join, SAFETY)
+        assert not worker.is_alive(), f"the worker was still reading {SAFETY:.0f}s after the cancel"
+    assert part_files(against(trickling.url, tmp_path, timeout=1, attempts=1)) == []
+
+
+def test_an_object_that_trickles_for_ever_is_given_up_at_the_deadline(s3: S3Client, tmp_path: Path) -> None:
+    with StallingServer(trickle=True) as trickling:
+        settings = against(trickling.url, tmp_path, timeout=5, attempts=2)
+        settings = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={"deadline_seconds": 0.5})})
+        with pytest.raises(Unavailable, match=r"^source 'orders' .*: not complete after 0\.5 s \(fetch\.deadline"):
+            fetch_all_sync(settings)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
+import yaml
 
+from sync_job.errors import EXIT_INPUT, EXIT_PARTIAL
 from sync_job.shutdown import Shutdown, drain, outer_handler
+from tests.stalling import StallingServer
 
 # A safety net so a broken handler fails the test instead of hanging it; not a timing assertion.
 SAFETY = 10.0
@@ -177,3 +184,97 @@ async def test_engine_pattern_stops_taking_work_and_finishes_in_flight() -> None
     assert len(started) < 1000
     assert sorted(completed) == started
     assert (finished, cancelled) == (len(started), 0)
+
+
+# --- a real `sync-job run` process: no source can hold it past SIGTERM's grace ------------------------------------
+
+SYNC_JOB = str(Path(sys.executable).with_name("sync-job"))  # the installed console script
+# Far below what the stalls below last without the fixes (minutes), far above a normal exit: not a speed test.
+EXIT_WITHIN = 60.0
+
+
+def run_config(tmp_path: Path, endpoint: str = "http://127.0.0.1:9", **sources: str) -> Path:
+    """A config whose unnamed sources are small local CSVs; `fetch` waits long, so only the signal ends a stall."""
+    for name in ("customers", "orders", "payments"):
+        if name not in sources:
+            local = tmp_path / f"{name}.csv"
+            local.write_text("id\n1\n", encoding="utf-8")
+            sources[name] = str(local)
+    config = {
+        "sources": sources,
+        "workdir": str(tmp_path / "work"),
+        "fetch": {"timeout_seconds": 120, "max_attempts": 4},
+        "s3": {"endpoint_url": endpoint, "region": "us-east-1"},
+    }
+    path = tmp_path / "sync.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def start_run(config: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PIPEDRIVE_API_TOKEN": "shutdown-test-token",
+        "PIPEDRIVE_BASE_URL": "http://127.0.0.1:9",  # never reached: the run stops while fetching
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    command = [SYNC_JOB, "run", "--config", str(config), "--log-format", "json"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    """The process's stderr once it has exited; killed (and the test failed) if it outlives EXIT_WITHIN."""
+    try:
+        _, err = proc.communicate(timeout=EXIT_WITHIN)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the run was still going {EXIT_WITHIN:.0f}s later: {err[-2000:]}")
+    return err
+
+
+def sigterm_once_requested(proc: subprocess.Popen[str], server: StallingServer) -> str:
+    if not server.got_request.wait(EXIT_WITHIN):
+        proc.kill()
+        pytest.fail(f"the source was never requested: {proc.communicate()[1][-2000:]}")
+    proc.send_signal(signal.SIGTERM)
+    return finish(proc)
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["never-answers", "trickles"])
+def test_sigterm_while_an_http_source_stalls_exits_1_interrupted(tmp_path: Path, trickle: bool) -> None:
+    with StallingServer(trickle=trickle) as stalling:
+        proc = start_run(run_config(tmp_path, orders=f"{stalling.url}/orders.csv"), tmp_path)
+        err = sigterm_once_requested(proc, stalling)
+    assert proc.returncode == EXIT_PARTIAL, err[-2000:]
+    assert "interrupted while fetching: nothing was written" in err
+    assert "Traceback" not in err
+    assert json.loads((tmp_path / "work" / "report.json").read_text(encoding="utf-8"))["status"] == "interrupted"
+
+
+def test_sigterm_while_an_s3_download_hangs_exits_1_without_waiting_for_the_stuck_thread(tmp_path: Path) -> None:
+    """The S3 GET runs in a thread; asyncio.run used to join it at exit, long after 'interrupted' was logged."""
+    with StallingServer() as silent:
+        config = run_config(tmp_path, orders="s3://jaffle/orders.csv", endpoint=silent.url)
+        proc = start_run(config, tmp_path)
+        err = sigterm_once_requested(proc, silent)
+    assert proc.returncode == EXIT_PARTIAL, err[-2000:]
+    assert "interrupted while fetching: nothing was written" in err
+    assert "Traceback" not in err
+
+
+def test_a_fifo_source_makes_the_run_exit_2_at_once_with_one_error_line(tmp_path: Path) -> None:
+    """The FIFO's open() used to block the event loop for ever: not even SIGTERM could end the run."""
+    fifo = tmp_path / "payments.csv"
+    os.mkfifo(fifo)
+    proc = start_run(run_config(tmp_path, payments=str(fifo)), tmp_path)
+    err = finish(proc)
+    assert proc.returncode == EXIT_INPUT
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        f"error: source 'payments' ({fifo}): is a named pipe (FIFO), expected a regular CSV file"
+    ]
+    assert not (tmp_path / "work" / "combined.csv").exists()

@@ -11,7 +11,7 @@ import stamina
 
 from sync_job import __version__
 from sync_job.config import FetchSettings
-from sync_job.errors import SourceError, TransientError
+from sync_job.errors import SourceError, TransientError, Unavailable
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
 from sync_job.sources.store import RawStore, Validators
 
@@ -106,10 +106,16 @@ class HttpSource:
         except SourceError:
             raise
         except (TransientError, httpx.TransportError) as exc:
+            # The server, not the configuration: the same run may pass later (exit 1, the scheduler retries).
             times = "once" if tried == 1 else f"{tried} times"
-            raise SourceError(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
+            raise Unavailable(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
         except httpx.InvalidURL:
             raise SourceError(f"{label(name, uri)}: invalid URL") from None
+        except httpx.TooManyRedirects:
+            limit = self._client.max_redirects
+            raise SourceError(f"{label(name, uri)}: redirected more than {limit} times (a redirect loop?)") from None
+        except httpx.DecodingError:
+            raise SourceError(f"{label(name, uri)}: the body does not decode as its Content-Encoding says") from None
         except httpx.HTTPError as exc:  # e.g. too many redirects
             raise SourceError(f"{label(name, uri)}: {type(exc).__name__}") from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
