@@ -32,14 +32,21 @@ from psycopg.conninfo import conninfo_to_dict
 
 from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.destinations import postgres_sql as q
-from sync_job.destinations.base import Action, EntityPlan, Outcome, Plan, RecordResult
-from sync_job.errors import AuthError, ConfigError, DataError, LockHeld, SyncError
+from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
+from sync_job.destinations.postgres_errors import classify, describe
+from sync_job.errors import AuthError, ConfigError, DataError, Interrupted, SyncError
 
 log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK_ROWS = 100_000
 LOCK_TIMEOUT = "30s"
+# The first key of the two-key advisory lock that serialises creating a table (the second is its name's hash):
+# a constant of our own, so the lock cannot meet an application's one-key advisory locks.
+_CREATE_LOCK = 0x53594E43  # "SYNC"
+# Where each text column of the combined frame comes from: the source to fix and the key that finds the row.
+_ORIGIN = {"first_name": ("customers", "customer_id"), "last_name": ("customers", "customer_id"),
+           "title": ("customers", "customer_id"), "status": ("orders", "order_id")}  # fmt: skip
 
 
 class PostgresDestination:
@@ -48,11 +55,7 @@ class PostgresDestination:
     kind = "postgres"
 
     def __init__(self, dsn: str, table: str, *, chunk_rows: int = CHUNK_ROWS) -> None:
-        parts = table.split(".")
-        if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
-            raise ConfigError(
-                f"destination.table {table!r}: must be a plain SQL identifier like 'orders' or 'crm.orders'"
-            )
+        parts = _table_parts(table)
         try:
             conninfo_to_dict(dsn)
         except psycopg.Error:
@@ -108,7 +111,12 @@ class PostgresDestination:
         return Plan((entity,), notes=notes)
 
     async def apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
-        """One UPDATE and one INSERT, set-based, then COMMIT; all planned rows are reported ok, failed or skipped."""
+        """One UPDATE and one INSERT, set-based, then COMMIT; every planned row is then reported ok.
+
+        Both statements succeed or the transaction rolls back, so there are no per-row outcomes to report
+        otherwise: a failed statement raises one error (classified by SQLSTATE), a stop raises Interrupted, and
+        either way the table is exactly as it was.
+        """
         if self._conn is None:
             raise RuntimeError("apply() needs the connection and staging table of a plan() on the same object")
         conn, rows = self._conn, next(e for e in plan.entities if e.entity == "row")
@@ -120,14 +128,16 @@ class PostgresDestination:
             counts = None if stop.is_set() else await self._run_cancellable(conn, statements, stop)
             if counts is None or stop.is_set():
                 await conn.rollback()
-                return _report(rows, on_result, "skipped", None)
+                raise Interrupted(
+                    f"interrupted while applying to PostgreSQL table {self.table}: rolled back, nothing was written "
+                    f"({rows.writes} planned row(s) left for the next run)"
+                )
             await conn.commit()  # also keeps a table created by plan() when there was nothing to write
         except psycopg.Error as exc:
-            message = self._translate(exc, "applying").args[0]
-            log.error("%s; rolled back, the table is unchanged", message)
+            error = self._translate(exc, "applying")
             if not conn.closed:
                 await conn.rollback()
-            return _report(rows, on_result, "failed", message)
+            raise error from None
         finally:
             self._seconds["apply"] = time.perf_counter() - started
         updated = counts[0] if rows.updates.height else 0
@@ -136,7 +146,7 @@ class PostgresDestination:
         if (inserted, updated) != (rows.creates.height, rows.updates.height):  # only a trigger or rule can do this
             log.warning("table %s: wrote %d inserts and %d updates, planned %d and %d", self.table, inserted,
                         updated, rows.creates.height, rows.updates.height)  # fmt: skip
-        return _report(rows, on_result, "ok", None)
+        _report_ok(rows, on_result)
 
     def usage(self) -> dict[str, object]:
         return {
@@ -147,8 +157,14 @@ class PostgresDestination:
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            await conn.rollback()  # a no-op after COMMIT; discards a dry run's staging and created table
+        if conn is None:
+            return
+        try:
+            if not conn.closed:
+                await conn.rollback()  # a no-op after COMMIT; discards a dry run's staging and created table
+        except psycopg.Error:
+            pass  # the connection broke (the error that broke it is already raised): the server rolls back
+        finally:
             await conn.close()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
@@ -159,20 +175,31 @@ class PostgresDestination:
             # Room for the staged rows in session memory; must be set before the session's first temp table.
             await self._conn.execute("SET temp_buffers = '256MB'")
         except psycopg.Error as exc:
-            message = _redact(str(exc), self._dsn)
-            if exc.sqlstate in {"28P01", "28000"} or "authentication failed" in message:
+            error = classify(exc, f"cannot connect to PostgreSQL ({POSTGRES_DSN_ENV})", self._dsn)
+            if isinstance(error, AuthError) or "authentication failed" in str(error):
+                message = describe(exc, self._dsn)
                 raise AuthError(f"PostgreSQL rejected the credentials in {POSTGRES_DSN_ENV}: {message}") from None
-            raise ConfigError(f"cannot connect to PostgreSQL ({POSTGRES_DSN_ENV}): {message}") from None
+            raise error from None
         return self._conn
 
     async def _ensure_table(self, cur: psycopg.AsyncCursor[Any]) -> bool:
         """Create the table when missing (True); else check it has our columns and a unique order_id."""
-        await cur.execute("SELECT to_regclass(%s)::oid", [self._ident.as_string(cur)])
-        row = await cur.fetchone()
-        if row is None or row[0] is None:
+        oid = await _oid(cur, self._ident)
+        if oid is None:
+            # Two first runs both find the table missing; the second CREATE would then fail on pg_type's unique
+            # index when the first commits. An advisory lock on the name, held to the end of the transaction,
+            # makes the second wait (up to lock_timeout: exit 3) and then find the first one's table.
+            schema = self.table.split(".")[0] if "." in self.table else None
+            name = self.table.split(".")[-1]
+            await cur.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(%s, current_schema()) || '.' || %s))",
+                [_CREATE_LOCK, schema, name],
+            )
+            oid = await _oid(cur, self._ident)
+        if oid is None:
+            await self._refuse_case_twin(cur)
             await cur.execute(q.create_table(self._ident))
             return True
-        oid = row[0]
         await cur.execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", [oid]
         )
@@ -190,6 +217,15 @@ class PostgresDestination:
         if not (unique and unique[0]):
             raise ConfigError(f"table {self.table} has no primary key or unique index on {q.KEY} alone")
         return False
+
+    async def _refuse_case_twin(self, cur: psycopg.AsyncCursor[Any]) -> None:
+        """A mixed-case name must not create a second table beside the one its lower-case spelling names."""
+        folded = self.table.lower()
+        if folded != self.table and await _oid(cur, sql.Identifier(*folded.split("."))) is not None:
+            raise ConfigError(
+                f"destination.table {self.table!r} would create a second table beside the existing {folded}: "
+                f"names are case-sensitive; write {folded!r} to sync into it, or create the new table yourself"
+            )
 
     async def _copy_in(self, cur: psycopg.AsyncCursor[Any], combined: pl.DataFrame) -> None:
         """Stream the frame as CSV chunks; Polars writes null as an empty field and '' as a quoted one."""
@@ -226,12 +262,31 @@ class PostgresDestination:
         return work.result()
 
     def _translate(self, exc: psycopg.Error, doing: str) -> SyncError:
-        message = f"PostgreSQL table {self.table}, {doing}: {_redact(str(exc), self._dsn)}"
-        if isinstance(exc, pg_errors.LockNotAvailable):
-            return LockHeld(f"{message} (another writer holds the table for longer than {LOCK_TIMEOUT})")
-        if isinstance(exc, psycopg.DataError):
-            return DataError(message)
-        return ConfigError(message)
+        error = classify(exc, f"PostgreSQL table {self.table}, {doing}", self._dsn)
+        if exc.sqlstate == "55P03":
+            return type(error)(f"{error} (another writer holds the table for longer than {LOCK_TIMEOUT})")
+        return error
+
+
+def _table_parts(table: str) -> tuple[str, ...]:
+    """The name's parts, used exactly as written (quoted: case-sensitive); refuses names a run cannot keep."""
+    parts = tuple(table.split("."))
+    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
+        raise ConfigError(f"destination.table {table!r}: must be a plain SQL identifier like 'orders' or 'crm.orders'")
+    schema = parts[0].lower() if len(parts) == 2 else ""
+    if schema.startswith("pg_") or schema == "information_schema":
+        # pg_temp's tables vanish with the session: a run would report every row written and keep none.
+        raise ConfigError(
+            f"destination.table {table!r}: schema {parts[0]} belongs to PostgreSQL (temporary or system tables); "
+            "use a schema of your own, like 'crm.orders'"
+        )
+    if table != table.lower():
+        log.warning(
+            "destination.table %r is case-sensitive (sync-job quotes the name): it means the table \"%s\", "
+            "not %s, which is what SQL reads unquoted; write it in lower case to mean %s",
+            table, table.replace(".", '"."'), table.lower(), table.lower(),
+        )  # fmt: skip
+    return parts
 
 
 def _check_keys(combined: pl.DataFrame) -> None:
@@ -241,6 +296,20 @@ def _check_keys(combined: pl.DataFrame) -> None:
     keys = combined.get_column(q.KEY)
     if keys.null_count() or keys.is_duplicated().any():
         raise DataError(f"combined frame: {q.KEY} must be present and unique in every row")
+    for column, (source, key) in _ORIGIN.items():
+        # PostgreSQL text cannot hold a NUL byte; COPY would name only its staging table's line.
+        bad = combined.filter(pl.col(column).str.contains("\x00", literal=True))
+        if bad.height:
+            raise DataError(
+                f"sources.{source}: the row with id {bad.item(0, key)} has a NUL byte in {column} "
+                f"({bad.height} row(s) of the combined frame in all), which PostgreSQL text cannot store"
+            )
+
+
+async def _oid(cur: psycopg.AsyncCursor[Any], name: sql.Identifier) -> int | None:
+    await cur.execute("SELECT to_regclass(%s)::oid", [name.as_string(cur)])
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 async def _copy_out(
@@ -253,24 +322,9 @@ async def _copy_out(
     return pl.read_csv(bytes(buffer), schema=schema)
 
 
-def _report(rows: EntityPlan, on_result: Callable[[RecordResult], None], outcome: Outcome, error: str | None) -> None:
-    """One result per planned row, built from the plan frames (the statements themselves return only counts)."""
+def _report_ok(rows: EntityPlan, on_result: Callable[[RecordResult], None]) -> None:
+    """One result per written row, built from the plan frames (the statements themselves return only counts)."""
     actions: tuple[tuple[Action, pl.DataFrame], ...] = (("create", rows.creates), ("update", rows.updates))
     for action, frame in actions:
         for key in frame.get_column(q.KEY).to_list():
-            on_result(RecordResult(rows.entity, str(key), action, outcome, destination_id=key, error=error))
-
-
-def _redact(text: str, dsn: str) -> str:
-    """One line, with every spelling of the DSN's password replaced (libpq messages name host and user only)."""
-    secrets = set(re.findall(r"password\s*=\s*'?([^\s']+)", dsn)) | set(re.findall(r"://[^:/@]*:([^@]*)@", dsn))
-    try:
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            secrets.add(str(password))
-    except psycopg.Error:
-        pass
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(re.sub(r"password\s*=\s*\S+", "password=***", text).split())
+            on_result(RecordResult(rows.entity, str(key), action, "ok", destination_id=key))
