@@ -365,3 +365,73 @@ async def test_a_value_too_large_for_the_column_is_a_data_error_and_writes_nothi
     with pytest.raises(DataError, match=table):
         await sync(pg.dsn, table, frame)
     assert not table_exists(pg.dsn, table)
+
+
+async def test_two_first_runs_into_one_new_table_both_succeed_and_leave_it_exact(pg: PgServer, table: str) -> None:
+    """The second run waits for the first one's CREATE TABLE to commit, then finds its rows unchanged."""
+    first, second = PostgresDestination(pg.dsn, table), PostgresDestination(pg.dsn, table)
+    try:
+        first_plan = await first.plan(orders(30), NO_CUSTOMERS)  # created the table, not committed yet
+        second_planning = asyncio.create_task(second.plan(orders(30), NO_CUSTOMERS))
+        async with await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True) as watcher:
+            while not second_planning.done():  # until the second run waits for a lock the first one holds
+                cur = await watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND %s = ANY "
+                    "(pg_blocking_pids(pid))",
+                    [first.backend_pid],
+                )
+                found = await cur.fetchone()
+                if found and found[0]:
+                    break
+                await asyncio.sleep(0.05)
+        assert not second_planning.done()
+        first_results: list[RecordResult] = []
+        await first.apply(first_plan, first_results.append, asyncio.Event())
+        second_plan = await second_planning
+        second_results: list[RecordResult] = []
+        await second.apply(second_plan, second_results.append, asyncio.Event())
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert len(first_results) == 30
+    assert second_plan.writes == 0
+    assert second_plan.entities[0].unchanged == 30
+    assert not second_plan.notes  # it did not create the table
+    assert len(rows(pg.dsn, table)) == 30
+
+
+@pytest.mark.parametrize("name", ["pg_temp.orders", "PG_TEMP.orders", "pg_catalog.orders", "information_schema.x"])
+def test_a_table_in_a_schema_of_postgresql_itself_is_refused(name: str) -> None:
+    """pg_temp's tables vanish with the session: a run would report every row created and keep none."""
+    with pytest.raises(ConfigError, match=r"destination\.table .* belongs to PostgreSQL"):
+        PostgresDestination("host=127.0.0.1", name)
+
+
+async def test_a_mixed_case_name_warns_that_it_is_case_sensitive(
+    pg: PgServer, table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = table.replace("orders", "Orders")
+    await sync(pg.dsn, name, orders(3))
+    assert "is case-sensitive" in caplog.text
+    assert f'"{name}"' in caplog.text
+    assert len(rows(pg.dsn, f'"{name}"')) == 3
+    assert not table_exists(pg.dsn, table)
+
+
+async def test_a_mixed_case_name_never_creates_a_second_table_beside_its_lower_case_twin(
+    pg: PgServer, table: str
+) -> None:
+    await sync(pg.dsn, table, orders(3))
+    name = table.replace("orders", "Orders")
+    with pytest.raises(ConfigError, match=f"would create a second table beside the existing {table}"):
+        await sync(pg.dsn, name, orders(3))
+    assert not table_exists(pg.dsn, f'"{name}"')
+
+
+async def test_a_nul_byte_in_a_name_names_the_source_and_its_key_before_connecting(pg: PgServer, table: str) -> None:
+    frame = orders(5).with_columns(
+        last_name=pl.when(pl.col("order_id") == 4).then(pl.lit("Mül\x00ler")).otherwise(pl.col("last_name"))
+    )
+    with pytest.raises(DataError, match=r"sources\.customers: the row with id 5 has a NUL byte in last_name"):
+        await sync(pg.dsn, table, frame)
+    assert not table_exists(pg.dsn, table)

@@ -148,6 +148,11 @@ class PostgresDestination:
                         updated, rows.creates.height, rows.updates.height)  # fmt: skip
         _report_ok(rows, on_result)
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of this run's connection (tests and operators find its locks with it)."""
+        return None if self._conn is None else self._conn.info.backend_pid
+
     def usage(self) -> dict[str, object]:
         return {
             "table": self.table,
@@ -189,13 +194,21 @@ class PostgresDestination:
             # Two first runs both find the table missing; the second CREATE would then fail on pg_type's unique
             # index when the first commits. An advisory lock on the name, held to the end of the transaction,
             # makes the second wait (up to lock_timeout: exit 3) and then find the first one's table.
+            # The re-check reads pg_class with this statement's snapshot: to_regclass's catalog cache may still
+            # miss a table another transaction committed while this one waited.
             schema = self.table.split(".")[0] if "." in self.table else None
             name = self.table.split(".")[-1]
             await cur.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(%s, current_schema()) || '.' || %s))",
                 [_CREATE_LOCK, schema, name],
             )
-            oid = await _oid(cur, self._ident)
+            await cur.execute(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s",
+                [schema, name],
+            )
+            found = await cur.fetchone()
+            oid = None if found is None else int(found[0])
         if oid is None:
             await self._refuse_case_twin(cur)
             await cur.execute(q.create_table(self._ident))
