@@ -130,7 +130,7 @@ class PostgresDestination:
                 await conn.rollback()
                 raise Interrupted(
                     f"interrupted while applying to PostgreSQL table {self.table}: rolled back, nothing was written "
-                    f"({rows.writes} planned row(s) left for the next run)"
+                    f"({rows.writes:,} planned row(s) left for the next run)"
                 )
             await conn.commit()  # also keeps a table created by plan() when there was nothing to write
         except psycopg.Error as exc:
