@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
+import stamina
 
 from sync_job import config
 from sync_job.destinations.base import Plan, RecordResult
@@ -279,6 +280,23 @@ async def test_a_refused_connection_may_pass_later_so_it_is_exit_1_without_the_p
     assert PASSWORD not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
     await destination.aclose()
+
+
+async def test_a_refused_connection_is_retried_a_bounded_number_of_times(pg: PgServer, table: str) -> None:
+    destination = PostgresDestination(pg.dsn_for(port=1), table)
+    with stamina.set_testing(True, attempts=10, cap=True), pytest.raises(Unavailable, match=r"\(tried 3 times\)$"):
+        await destination.plan(orders(1), NO_CUSTOMERS)
+    await destination.aclose()
+
+
+async def test_a_role_at_its_connection_limit_may_pass_later_so_it_is_exit_1(pg: PgServer, table: str) -> None:
+    role = f"r_{table}"
+    execute(pg.dsn, f"CREATE ROLE {role} LOGIN PASSWORD 'x' CONNECTION LIMIT 1")
+    async with await psycopg.AsyncConnection.connect(pg.dsn_for(user=role, password="x")):
+        destination = PostgresDestination(pg.dsn_for(user=role, password="x"), table)
+        with stamina.set_testing(True), pytest.raises(Unavailable, match="too many connections for role"):
+            await destination.plan(orders(1), NO_CUSTOMERS)
+        await destination.aclose()
 
 
 async def test_a_database_that_does_not_exist_needs_a_human_so_it_is_exit_2(pg: PgServer, table: str) -> None:

@@ -26,21 +26,24 @@ from typing import Any
 
 import polars as pl
 import psycopg
+import stamina
 from psycopg import errors as pg_errors
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.destinations import postgres_sql as q
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.destinations.postgres_errors import classify, describe
-from sync_job.errors import AuthError, ConfigError, DataError, Interrupted, SyncError
+from sync_job.errors import AuthError, ConfigError, DataError, Interrupted, SyncError, Unavailable
 
 log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK_ROWS = 100_000
 LOCK_TIMEOUT = "30s"
+CONNECT_ATTEMPTS = 3
+CONNECT_TIMEOUT = 10  # seconds per attempt, unless the DSN sets connect_timeout
 # The first key of the two-key advisory lock that serialises creating a table (the second is its name's hash):
 # a constant of our own, so the lock cannot meet an application's one-key advisory locks.
 _CREATE_LOCK = 0x53594E43  # "SYNC"
@@ -175,17 +178,38 @@ class PostgresDestination:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None:
             raise RuntimeError("plan() runs once per PostgresDestination: the transaction spans plan and apply")
+        where = f"cannot connect to PostgreSQL ({POSTGRES_DSN_ENV})"
+        # Without a connect_timeout psycopg waits 130 s per attempt on a host that never answers.
+        conninfo = self._dsn
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            conninfo = make_conninfo(conninfo, connect_timeout=CONNECT_TIMEOUT)
+        tried = 0
         try:
-            self._conn = await psycopg.AsyncConnection.connect(self._dsn)
-            # Room for the staged rows in session memory; must be set before the session's first temp table.
-            await self._conn.execute("SET temp_buffers = '256MB'")
+            # A refused or dropped connection (a restart, a failover) may pass in seconds: retry it, bounded;
+            # nothing has started yet. Rejected credentials or a missing database are not retried.
+            async for attempt in stamina.retry_context(
+                on=lambda exc: isinstance(exc, psycopg.Error) and isinstance(classify(exc, where, ""), Unavailable),
+                attempts=CONNECT_ATTEMPTS,
+                timeout=CONNECT_ATTEMPTS * (CONNECT_TIMEOUT + 5),
+                wait_max=5.0,
+            ):
+                with attempt:
+                    tried = attempt.num
+                    conn = await psycopg.AsyncConnection.connect(conninfo)
         except psycopg.Error as exc:
-            error = classify(exc, f"cannot connect to PostgreSQL ({POSTGRES_DSN_ENV})", self._dsn)
+            error = classify(exc, where, self._dsn)
             if isinstance(error, AuthError) or "authentication failed" in str(error):
                 message = describe(exc, self._dsn)
                 raise AuthError(f"PostgreSQL rejected the credentials in {POSTGRES_DSN_ENV}: {message}") from None
-            raise error from None
-        return self._conn
+            times = "once" if tried == 1 else f"{tried} times"
+            raise type(error)(f"{error} (tried {times})") from None
+        self._conn = conn
+        try:
+            # Room for the staged rows in session memory; must be set before the session's first temp table.
+            await conn.execute("SET temp_buffers = '256MB'")
+        except psycopg.Error as exc:
+            raise self._translate(exc, "connecting") from None
+        return conn
 
     async def _ensure_table(self, cur: psycopg.AsyncCursor[Any]) -> bool:
         """Create the table when missing (True); else check it has our columns and a unique order_id."""

@@ -34,7 +34,7 @@ _FATAL_TEXTS = {
     "57P01": ("terminating connection due to administrator command",),
     "57P03": ("the database system is starting up", "the database system is shutting down",
               "the database system is in recovery mode", "the database system is not yet accepting connections"),
-    "53300": ("too many clients already", "connection slots are reserved"),
+    "53300": ("too many clients already", "connection slots are reserved", "too many connections for"),
     "28000": ("authentication failed", "no pg_hba.conf entry", 'FATAL:  role "'),
 }  # fmt: skip
 
