@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,20 +32,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.destinations import postgres_sql as q
+from sync_job.destinations import postgres_table
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.destinations.postgres_errors import classify, describe
 from sync_job.errors import AuthError, ConfigError, DataError, Interrupted, SyncError, Unavailable
 
 log = logging.getLogger(__name__)
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK_ROWS = 100_000
 LOCK_TIMEOUT = "30s"
 CONNECT_ATTEMPTS = 3
 CONNECT_TIMEOUT = 10  # seconds per attempt, unless the DSN sets connect_timeout
-# The first key of the two-key advisory lock that serialises creating a table (the second is its name's hash):
-# a constant of our own, so the lock cannot meet an application's one-key advisory locks.
-_CREATE_LOCK = 0x53594E43  # "SYNC"
 # Where each text column of the combined frame comes from: the source to fix and the key that finds the row.
 _ORIGIN = {"first_name": ("customers", "customer_id"), "last_name": ("customers", "customer_id"),
            "title": ("customers", "customer_id"), "status": ("orders", "order_id")}  # fmt: skip
@@ -58,7 +54,7 @@ class PostgresDestination:
     kind = "postgres"
 
     def __init__(self, dsn: str, table: str, *, chunk_rows: int = CHUNK_ROWS) -> None:
-        parts = _table_parts(table)
+        parts = postgres_table.parse_name(table)
         try:
             conninfo_to_dict(dsn)
         except psycopg.Error:
@@ -84,7 +80,7 @@ class PostgresDestination:
         try:
             async with conn.cursor() as cur:
                 await cur.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
-                created = await self._ensure_table(cur)
+                created = await postgres_table.ensure(cur, self.table)
                 await cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._ident))
                 await cur.execute(q.create_staging(self._ident))
                 await self._copy_in(cur, combined)
@@ -211,59 +207,6 @@ class PostgresDestination:
             raise self._translate(exc, "connecting") from None
         return conn
 
-    async def _ensure_table(self, cur: psycopg.AsyncCursor[Any]) -> bool:
-        """Create the table when missing (True); else check it has our columns and a unique order_id."""
-        oid = await _oid(cur, self._ident)
-        if oid is None:
-            # Two first runs both find the table missing; the second CREATE would then fail on pg_type's unique
-            # index when the first commits. An advisory lock on the name, held to the end of the transaction,
-            # makes the second wait (up to lock_timeout: exit 3) and then find the first one's table.
-            # The re-check reads pg_class with this statement's snapshot: to_regclass's catalog cache may still
-            # miss a table another transaction committed while this one waited.
-            schema = self.table.split(".")[0] if "." in self.table else None
-            name = self.table.split(".")[-1]
-            await cur.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(%s, current_schema()) || '.' || %s))",
-                [_CREATE_LOCK, schema, name],
-            )
-            await cur.execute(
-                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s",
-                [schema, name],
-            )
-            found = await cur.fetchone()
-            oid = None if found is None else int(found[0])
-        if oid is None:
-            await self._refuse_case_twin(cur)
-            await cur.execute(q.create_table(self._ident))
-            return True
-        await cur.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", [oid]
-        )
-        present = {r[0] for r in await cur.fetchall()}
-        missing = [c for c in q.COLUMNS if c not in present]
-        if missing:
-            raise ConfigError(f"table {self.table} exists but lacks column(s) {', '.join(missing)}")
-        await cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-            "AND a.attnum = i.indkey[0] WHERE i.indrelid = %s AND i.indisunique AND i.indnatts = 1 "
-            "AND i.indpred IS NULL AND a.attname = %s)",
-            [oid, q.KEY],
-        )
-        unique = await cur.fetchone()
-        if not (unique and unique[0]):
-            raise ConfigError(f"table {self.table} has no primary key or unique index on {q.KEY} alone")
-        return False
-
-    async def _refuse_case_twin(self, cur: psycopg.AsyncCursor[Any]) -> None:
-        """A mixed-case name must not create a second table beside the one its lower-case spelling names."""
-        folded = self.table.lower()
-        if folded != self.table and await _oid(cur, sql.Identifier(*folded.split("."))) is not None:
-            raise ConfigError(
-                f"destination.table {self.table!r} would create a second table beside the existing {folded}: "
-                f"names are case-sensitive; write {folded!r} to sync into it, or create the new table yourself"
-            )
-
     async def _copy_in(self, cur: psycopg.AsyncCursor[Any], combined: pl.DataFrame) -> None:
         """Stream the frame as CSV chunks; Polars writes null as an empty field and '' as a quoted one."""
         frame = combined.select(list(q.COLUMNS))
@@ -305,27 +248,6 @@ class PostgresDestination:
         return error
 
 
-def _table_parts(table: str) -> tuple[str, ...]:
-    """The name's parts, used exactly as written (quoted: case-sensitive); refuses names a run cannot keep."""
-    parts = tuple(table.split("."))
-    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
-        raise ConfigError(f"destination.table {table!r}: must be a plain SQL identifier like 'orders' or 'crm.orders'")
-    schema = parts[0].lower() if len(parts) == 2 else ""
-    if schema.startswith("pg_") or schema == "information_schema":
-        # pg_temp's tables vanish with the session: a run would report every row written and keep none.
-        raise ConfigError(
-            f"destination.table {table!r}: schema {parts[0]} belongs to PostgreSQL (temporary or system tables); "
-            "use a schema of your own, like 'crm.orders'"
-        )
-    if table != table.lower():
-        log.warning(
-            "destination.table %r is case-sensitive (sync-job quotes the name): it means the table \"%s\", "
-            "not %s, which is what SQL reads unquoted; write it in lower case to mean %s",
-            table, table.replace(".", '"."'), table.lower(), table.lower(),
-        )  # fmt: skip
-    return parts
-
-
 def _check_keys(combined: pl.DataFrame) -> None:
     missing = [c for c in q.COLUMNS if c not in combined.columns]
     if missing:
@@ -341,12 +263,6 @@ def _check_keys(combined: pl.DataFrame) -> None:
                 f"sources.{source}: the row with id {bad.item(0, key)} has a NUL byte in {column} "
                 f"({bad.height} row(s) of the combined frame in all), which PostgreSQL text cannot store"
             )
-
-
-async def _oid(cur: psycopg.AsyncCursor[Any], name: sql.Identifier) -> int | None:
-    await cur.execute("SELECT to_regclass(%s)::oid", [name.as_string(cur)])
-    row = await cur.fetchone()
-    return None if row is None or row[0] is None else int(row[0])
 
 
 async def _copy_out(
