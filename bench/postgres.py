@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -167,11 +168,11 @@ def fault_runs(dsn: str, rows: int, seed: int, code: Path | None) -> None:
                     [sys.executable, "-m", "sync_job.cli", "run", "--config", str(config), "--log-format", "json"],
                     env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=stderr,
                 )  # fmt: skip
-                if "SIGTERM" in label:
-                    _await_sleeping_insert(dsn, child)
+                ended = _await_sleeping_insert(dsn, child.pid) if "SIGTERM" in label else None
+                if "SIGTERM" in label and ended is None:
                     started = time.perf_counter()
                     child.send_signal(signal.SIGTERM)
-                _, status, usage = os.wait4(child.pid, 0)
+                _, status, usage = ended or os.wait4(child.pid, 0)
                 seconds = time.perf_counter() - started
             text = stderr_path.read_bytes()
             lines = text.count(b"\n")
@@ -179,16 +180,21 @@ def fault_runs(dsn: str, rows: int, seed: int, code: Path | None) -> None:
             print(
                 f"{label}: exit {os.waitstatus_to_exitcode(status)}, stderr {lines:,} lines "
                 f"({len(text):,} bytes), results {results:,} bytes, peak RSS {usage.ru_maxrss / 1024:,.0f} MB, "
-                f"{'after SIGTERM ' if 'SIGTERM' in label else ''}{seconds:.2f} s"
+                f"{'after SIGTERM ' if 'SIGTERM' in label and not ended else ''}{seconds:.2f} s"
+                f"{' (ended before the signal)' if 'SIGTERM' in label and ended else ''}"
             )
 
 
-def _await_sleeping_insert(dsn: str, child: subprocess.Popen[bytes]) -> None:
+def _await_sleeping_insert(dsn: str, pid: int) -> tuple[int, int, resource.struct_rusage] | None:
+    """Wait until the INSERT sleeps in the trigger (None), or return the child's wait4() if it ended first."""
     with psycopg.connect(dsn, autocommit=True) as watcher:
-        while child.poll() is None:
+        while True:
+            ended = os.wait4(pid, os.WNOHANG)
+            if ended[0]:
+                return ended
             query = "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'INSERT %' AND wait_event = 'PgSleep'"
             if watcher.execute(query).fetchone():
-                return
+                return None
             time.sleep(0.1)
 
 

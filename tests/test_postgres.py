@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import stamina
 
 from sync_job import config
+from sync_job.destinations import postgres
 from sync_job.destinations.base import Plan, RecordResult
 from sync_job.destinations.postgres import PostgresDestination
 from sync_job.errors import EXIT_INPUT, EXIT_PARTIAL, AuthError, ConfigError, DataError, Interrupted, Unavailable
@@ -287,6 +289,19 @@ async def test_a_refused_connection_is_retried_a_bounded_number_of_times(pg: PgS
     with stamina.set_testing(True, attempts=10, cap=True), pytest.raises(Unavailable, match=r"\(tried 3 times\)$"):
         await destination.plan(orders(1), NO_CUSTOMERS)
     await destination.aclose()
+
+
+async def test_a_server_that_accepts_and_never_answers_times_out_by_default(
+    table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DSN without connect_timeout still gives up: psycopg alone would wait 130 s per attempt."""
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 2)  # psycopg's minimum; the default is 10
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        destination = PostgresDestination(f"host=127.0.0.1 port={port} user=u password=p dbname=d", table)
+        with stamina.set_testing(True, attempts=1), pytest.raises(Unavailable, match="timeout"):
+            await asyncio.wait_for(destination.plan(orders(1), NO_CUSTOMERS), timeout=60)
+        await destination.aclose()
 
 
 async def test_a_role_at_its_connection_limit_may_pass_later_so_it_is_exit_1(pg: PgServer, table: str) -> None:
