@@ -2,11 +2,13 @@
 
 Connection and transaction lifecycle (one connection, one transaction per run):
 
-    plan()   connect; BEGIN (implicit); create the target table if missing; LOCK it against other writers;
-             CREATE TEMP TABLE staging ... ON COMMIT DROP; COPY the combined rows in; one LEFT JOIN keeps the
-             new and the differing rows in a second temp table (`changes`), read back as the plan's frames
+    plan()   connect (retried); BEGIN (implicit); create the target table if missing (postgres_table); LOCK it
+             against other writers; CREATE TEMP TABLE staging ... ON COMMIT DROP; COPY the combined rows in; one
+             LEFT JOIN keeps the new and the differing rows in a second temp table (`changes`), read back as the
+             plan's frames
     apply()  UPDATE ... FROM changes WHERE row IS DISTINCT FROM; INSERT ... SELECT FROM changes; COMMIT
-             (or ROLLBACK on an error or when `stop` is set: the table is exactly as it was)
+             (or ROLLBACK and raise one error, classified by postgres_errors, or Interrupted when `stop` is set:
+             the table is exactly as it was, and no row has a result)
     aclose() ROLLBACK whatever is still open (a dry run ends here: even a table created by plan() vanishes); close
 
 The staging table lives only inside that transaction, which is why plan and apply must share the connection.
@@ -74,7 +76,7 @@ class PostgresDestination:
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
         """Stage the combined rows and compute creates / updates / unchanged in SQL (writes nothing lasting)."""
         del customers  # a table row carries the customer's names already
-        _check_keys(combined)
+        _check_frame(combined)
         conn = await self._connect()
         started = time.perf_counter()
         try:
@@ -248,7 +250,8 @@ class PostgresDestination:
         return error
 
 
-def _check_keys(combined: pl.DataFrame) -> None:
+def _check_frame(combined: pl.DataFrame) -> None:
+    """Refuse before connecting what the table cannot take: missing columns, bad keys, NUL bytes in text."""
     missing = [c for c in q.COLUMNS if c not in combined.columns]
     if missing:
         raise DataError(f"combined frame lacks column(s) {', '.join(missing)}")
