@@ -196,3 +196,38 @@ def test_sigterm_during_a_large_insert_exits_1_with_one_summary_and_writes_nothi
     assert report["counts"] == {}
     with psycopg.connect(pg.dsn) as conn:
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)  # noqa: S608 -- test-made name
+
+
+def test_sigterm_while_copy_loads_the_staging_table_exits_1_and_writes_nothing(
+    big: tuple[Path, str], pg: PgServer
+) -> None:
+    """The plan is cancelled mid-COPY (held there by a domain check that sleeps on one order id)."""
+    config, table = big
+    execute(
+        pg.dsn,
+        f"CREATE FUNCTION {table}_slow(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF id = 15000 THEN PERFORM pg_sleep(60); END IF; RETURN true; END $$; "
+        f"CREATE DOMAIN {table}_id AS bigint CHECK ({table}_slow(VALUE)); "
+        f"CREATE TABLE {table} ({COLUMNS.replace('order_id bigint', f'order_id {table}_id', 1)})",
+    )
+    proc = start(config, pg.dsn)
+    with psycopg.connect(pg.dsn, autocommit=True) as watcher:
+        while proc.poll() is None:
+            found = watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY %%' AND wait_event = 'PgSleep'"
+            ).fetchone()
+            if found:
+                break
+            time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_PARTIAL, stderr
+    assert error_lines(stderr) == []
+    report = json.loads((config.parent / "work" / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    assert "nothing was written" in report["message"]
+    with psycopg.connect(pg.dsn) as conn:
+        # The COPY was cancelled on the server, not left sleeping with the table locked against the next run.
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")  # type: ignore[call-overload]
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)  # noqa: S608 -- test-made name
