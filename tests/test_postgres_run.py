@@ -161,6 +161,24 @@ def test_postgres_refusing_connections_is_exit_1_so_the_next_run_retries(big: tu
     assert "Connection refused" in error
 
 
+def sigterm_while_sleeping(config: Path, dsn: str, statement: str) -> str:
+    """Run, send SIGTERM once the `statement` (INSERT, COPY) sleeps in the server; exit 1, no error line: stderr."""
+    proc = start(config, dsn)
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        while proc.poll() is None:
+            found = watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND wait_event = 'PgSleep'", [f"{statement} %"]
+            ).fetchone()
+            if found:
+                break
+            time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_PARTIAL, stderr
+    assert error_lines(stderr) == []
+    return stderr
+
+
 def test_sigterm_during_a_large_insert_exits_1_with_one_summary_and_writes_nothing(
     big: tuple[Path, str], pg: PgServer
 ) -> None:
@@ -173,19 +191,7 @@ def test_sigterm_during_a_large_insert_exits_1_with_one_summary_and_writes_nothi
         f"IF NEW.order_id = 15000 THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$; "
         f"CREATE TRIGGER slow BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_slow()",
     )
-    proc = start(config, pg.dsn)
-    with psycopg.connect(pg.dsn, autocommit=True) as watcher:
-        while proc.poll() is None:  # until the INSERT sleeps on order 15000, with 14,999 rows in it
-            found = watcher.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'INSERT %%' AND wait_event = 'PgSleep'"
-            ).fetchone()
-            if found:
-                break
-            time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_PARTIAL, stderr
-    assert error_lines(stderr) == []
+    stderr = sigterm_while_sleeping(config, pg.dsn, "INSERT")  # on order 15000, with 14,999 rows in it
     assert len(stderr.splitlines()) < 10
     (path,) = (config.parent / "work" / "reports").glob("*.json")
     report = json.loads(path.read_text())
@@ -210,19 +216,7 @@ def test_sigterm_while_copy_loads_the_staging_table_exits_1_and_writes_nothing(
         f"CREATE DOMAIN {table}_id AS bigint CHECK ({table}_slow(VALUE)); "
         f"CREATE TABLE {table} ({COLUMNS.replace('order_id bigint', f'order_id {table}_id', 1)})",
     )
-    proc = start(config, pg.dsn)
-    with psycopg.connect(pg.dsn, autocommit=True) as watcher:
-        while proc.poll() is None:
-            found = watcher.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY %%' AND wait_event = 'PgSleep'"
-            ).fetchone()
-            if found:
-                break
-            time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_PARTIAL, stderr
-    assert error_lines(stderr) == []
+    sigterm_while_sleeping(config, pg.dsn, "COPY")
     report = json.loads((config.parent / "work" / "report.json").read_text())
     assert report["status"] == "interrupted"
     assert "nothing was written" in report["message"]
