@@ -395,8 +395,9 @@ async def test_duplicate_order_ids_in_the_frame_are_a_data_error(pg: PgServer, t
 
 async def test_a_value_too_large_for_the_column_is_a_data_error_and_writes_nothing(pg: PgServer, table: str) -> None:
     frame = orders(3).with_columns(value=pl.when(pl.col("order_id") == 2).then(1e20).otherwise(pl.col("value")))
-    with pytest.raises(DataError, match=table):
+    with pytest.raises(DataError, match=table) as caught:
         await sync(pg.dsn, table, frame)
+    assert str(caught.value).endswith("(order_id 2, column value)")
     assert not table_exists(pg.dsn, table)
 
 

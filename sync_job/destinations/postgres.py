@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,7 +102,13 @@ class PostgresDestination:
                     creates = combined.join(new_ids, on=q.KEY, how="semi", maintain_order="left")
                     updates = await _copy_out(cur, q.updates_query(self._ident), q.updates_schema())
         except psycopg.Error as exc:
-            raise self._translate(exc, "planning") from None
+            error = self._translate(exc, "planning")
+            where = _copy_line(exc)
+            if where is not None and where[0] <= combined.height:
+                # COPY names its staging table's line and quotes the value; the key finds the source row instead.
+                key = combined.item(where[0] - 1, q.KEY)
+                error = type(error)(f"{error} ({q.KEY} {key}{f', column {where[1]}' if where[1] else ''})")
+            raise error from None
         updates = updates.with_columns(pl.col("changed").str.split(","))
         unchanged = combined.height - creates.height - updates.height
         self._rows.update(staged=combined.height, unchanged=unchanged)
@@ -266,6 +273,12 @@ def _check_frame(combined: pl.DataFrame) -> None:
                 f"sources.{source}: the row with id {bad.item(0, key)} has a NUL byte in {column} "
                 f"({bad.height} row(s) of the combined frame in all), which PostgreSQL text cannot store"
             )
+
+
+def _copy_line(exc: psycopg.Error) -> tuple[int, str | None] | None:
+    """The line (1-based) and column a failed COPY into staging names in its CONTEXT, if it does."""
+    found = re.search(r"COPY \S+, line (\d+)(?:, column (\w+))?", exc.diag.context or "")
+    return None if found is None else (int(found.group(1)), found.group(2))
 
 
 async def _copy_out(
