@@ -168,11 +168,12 @@ async def test_a_trigger_rejecting_one_row_is_one_error_and_rolls_back_the_whole
     assert rows(pg.dsn, table) == before
 
 
-async def test_an_extra_not_null_column_is_one_error_naming_it_without_any_row_data(pg: PgServer, table: str) -> None:
-    """The table rejects every insert: one exit-2 error naming the column, never PostgreSQL's "Failing row contains"."""
+async def test_a_check_rejecting_every_row_is_one_error_naming_it_without_any_row_data(
+    pg: PgServer, table: str
+) -> None:
+    """The table rejects the INSERT as a whole: one exit-2 error naming the constraint, never "Failing row contains"."""
     await sync(pg.dsn, table, orders(10))
-    execute(pg.dsn, f"ALTER TABLE {table} ADD COLUMN region text NOT NULL DEFAULT 'eu'")
-    execute(pg.dsn, f"ALTER TABLE {table} ALTER COLUMN region DROP DEFAULT")
+    execute(pg.dsn, f"ALTER TABLE {table} ADD CONSTRAINT small_orders CHECK (order_id < 1000) NOT VALID")
     before = rows(pg.dsn, table)
     results: list[RecordResult] = []
     with pytest.raises(ConfigError) as caught:
@@ -180,13 +181,39 @@ async def test_an_extra_not_null_column_is_one_error_naming_it_without_any_row_d
     message = str(caught.value)
     assert caught.value.exit_code == EXIT_INPUT
     assert f"PostgreSQL table {table}, applying" in message
-    assert '"region"' in message
-    assert "not-null" in message
+    assert '"small_orders"' in message
     for personal in ("Failing row", "Zoë", "O'Neil", "2024-"):
         assert personal not in message
     assert "\n" not in message
     assert results == []
     assert rows(pg.dsn, table) == before
+
+
+async def test_an_extra_not_null_column_without_a_default_is_refused_before_staging(pg: PgServer, table: str) -> None:
+    """Every insert would fail on it: the plan says so (a dry run too), naming the column, and writes nothing."""
+    await sync(pg.dsn, table, orders(10))
+    execute(pg.dsn, f"ALTER TABLE {table} ADD COLUMN region text NOT NULL DEFAULT 'eu'")
+    execute(pg.dsn, f"ALTER TABLE {table} ALTER COLUMN region DROP DEFAULT")
+    before = rows(pg.dsn, table)
+    destination = PostgresDestination(pg.dsn, table)
+    with pytest.raises(ConfigError, match=r"has NOT NULL column\(s\) region without a default") as caught:
+        await destination.plan(orders(20_000, value_offset=1), NO_CUSTOMERS)
+    await destination.aclose()
+    assert caught.value.exit_code == EXIT_INPUT
+    assert rows(pg.dsn, table) == before
+
+
+async def test_extra_not_null_columns_postgresql_fills_itself_are_accepted(pg: PgServer, table: str) -> None:
+    await sync(pg.dsn, table, orders(10))
+    execute(
+        pg.dsn,
+        f"ALTER TABLE {table} ADD COLUMN region text NOT NULL DEFAULT 'eu', "
+        f"ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY, "
+        f"ADD COLUMN twice bigint NOT NULL GENERATED ALWAYS AS (order_id * 2) STORED",
+    )
+    _, results, _ = await sync(pg.dsn, table, orders(12))
+    assert [r.action for r in results] == ["create", "create"]
+    assert len(rows(pg.dsn, table)) == 12
 
 
 async def test_stop_before_apply_rolls_back_and_says_nothing_was_written(pg: PgServer, table: str) -> None:

@@ -68,11 +68,23 @@ async def ensure(cur: psycopg.AsyncCursor[Any], table: str) -> bool:
         await _refuse_case_twin(cur, table)
         await cur.execute(q.create_table(ident))
         return True
-    await cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", [oid])
-    present = {r[0] for r in await cur.fetchall()}
+    # A column is "unfillable" when an INSERT naming only our columns cannot give it a value: NOT NULL, with no
+    # default, identity or generation expression. Every new row would fail, so say so before staging anything.
+    await cur.execute(
+        "SELECT attname, attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = '' "
+        "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [oid],
+    )
+    present = dict(await cur.fetchall())
     missing = [c for c in q.COLUMNS if c not in present]
     if missing:
         raise ConfigError(f"table {table} exists but lacks column(s) {', '.join(missing)}")
+    unfillable = [c for c, must in present.items() if must and c not in q.COLUMNS]
+    if unfillable:
+        raise ConfigError(
+            f"table {table} has NOT NULL column(s) {', '.join(unfillable)} without a default, which sync-job does "
+            "not write, so every insert would fail; give them a default or drop NOT NULL"
+        )
     await cur.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
         "AND a.attnum = i.indkey[0] WHERE i.indrelid = %s AND i.indisunique AND i.indnatts = 1 "
