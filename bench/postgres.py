@@ -5,10 +5,10 @@ Without --dsn it starts a throwaway server (tests/pg_server.py, default durabili
 plain `COPY` of the same rows into an empty table of the same definition (primary key included), in one
 transaction. Prints time and rows written for each run and the ratio to the reference.
 
-`--faults` instead runs `sync-job run` (a child process, N generated orders) twice against failures: a table whose
-extra NOT NULL column rejects the INSERT, and SIGTERM while the INSERT is at 99.8%. It prints each run's exit code,
-stderr lines and bytes, results-file bytes, peak memory and time (after the signal, for SIGTERM). `--code DIR` runs
-the child from another checkout of the package (e.g. `git archive` of an older commit) to measure before/after.
+`--faults` instead runs `sync-job run` (a child process, N generated orders) against failures: a table with an extra
+NOT NULL column, one whose CHECK rejects the INSERT, and SIGTERM while the INSERT is at 99.8%. It prints each run's
+exit code, stderr lines and bytes, results-file bytes, peak memory and time (after the signal, for SIGTERM).
+`--code DIR` runs the child from another checkout (e.g. `git archive` of an older commit) to measure before/after.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def fault_runs(dsn: str, rows: int, seed: int, code: Path | None) -> None:
     sleeper = round(rows * 0.998)
     scenarios = {
         "extra NOT NULL column": f"CREATE TABLE {{t}} ({definition}, region text NOT NULL)",
+        "CHECK rejecting every row": f"CREATE TABLE {{t}} ({definition}, CHECK (order_id < 0))",
         f"SIGTERM during the INSERT, at order {sleeper:,}": (
             f"CREATE TABLE {{t}} ({definition}); CREATE FUNCTION {{t}}_slow() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN IF NEW.order_id = {sleeper} THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$; "
