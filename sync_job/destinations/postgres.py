@@ -203,7 +203,7 @@ class PostgresDestination:
                     conn = await psycopg.AsyncConnection.connect(conninfo)
         except psycopg.Error as exc:
             error = classify(exc, where, self._dsn)
-            if isinstance(error, AuthError) or "authentication failed" in str(error):
+            if isinstance(error, AuthError):
                 message = describe(exc, self._dsn)
                 raise AuthError(f"PostgreSQL rejected the credentials in {POSTGRES_DSN_ENV}: {message}") from None
             times = "once" if tried == 1 else f"{tried} times"
@@ -270,8 +270,8 @@ def _check_frame(combined: pl.DataFrame) -> None:
         bad = combined.filter(pl.col(column).str.contains("\x00", literal=True))
         if bad.height:
             raise DataError(
-                f"sources.{source}: the row with id {bad.item(0, key)} has a NUL byte in {column} "
-                f"({bad.height} row(s) of the combined frame in all), which PostgreSQL text cannot store"
+                f"sources.{source}: the row with id {bad.item(0, key)} has a NUL byte in {column}, which PostgreSQL "
+                f"text cannot store ({bad.height} order(s) affected in all)"
             )
 
 
