@@ -80,7 +80,9 @@ class Destination(Protocol):
         """Apply the plan; report every planned record through `on_result`; stop taking work once `stop` is set.
 
         Raises BudgetExhausted when the API budget ran out (records not attempted are reported as
-        skipped first), AuthError when credentials are rejected.
+        skipped first), AuthError when credentials are rejected. A destination that writes all or nothing
+        (PostgreSQL: one transaction) reports only the rows it wrote: when it writes nothing it raises one error
+        instead (Interrupted on `stop`, the failed statement's classified error), never a result per row.
         """
         ...
 

@@ -2,11 +2,13 @@
 
 Connection and transaction lifecycle (one connection, one transaction per run):
 
-    plan()   connect; BEGIN (implicit); create the target table if missing; LOCK it against other writers;
-             CREATE TEMP TABLE staging ... ON COMMIT DROP; COPY the combined rows in; one LEFT JOIN keeps the
-             new and the differing rows in a second temp table (`changes`), read back as the plan's frames
+    plan()   connect (retried); BEGIN (implicit); create the target table if missing (postgres_table); LOCK it
+             against other writers; CREATE TEMP TABLE staging ... ON COMMIT DROP; COPY the combined rows in; one
+             LEFT JOIN keeps the new and the differing rows in a second temp table (`changes`), read back as the
+             plan's frames
     apply()  UPDATE ... FROM changes WHERE row IS DISTINCT FROM; INSERT ... SELECT FROM changes; COMMIT
-             (or ROLLBACK on an error or when `stop` is set: the table is exactly as it was)
+             (or ROLLBACK and raise one error, classified by postgres_errors, or Interrupted when `stop` is set:
+             the table is exactly as it was, and no row has a result)
     aclose() ROLLBACK whatever is still open (a dry run ends here: even a table created by plan() vanishes); close
 
 The staging table lives only inside that transaction, which is why plan and apply must share the connection.
@@ -26,20 +28,27 @@ from typing import Any
 
 import polars as pl
 import psycopg
+import stamina
 from psycopg import errors as pg_errors
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.destinations import postgres_sql as q
-from sync_job.destinations.base import Action, EntityPlan, Outcome, Plan, RecordResult
-from sync_job.errors import AuthError, ConfigError, DataError, LockHeld, SyncError
+from sync_job.destinations import postgres_table
+from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
+from sync_job.destinations.postgres_errors import classify, describe
+from sync_job.errors import AuthError, ConfigError, DataError, Interrupted, SyncError, Unavailable
 
 log = logging.getLogger(__name__)
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK_ROWS = 100_000
 LOCK_TIMEOUT = "30s"
+CONNECT_ATTEMPTS = 3
+CONNECT_TIMEOUT = 10  # seconds per attempt, unless the DSN sets connect_timeout
+# Where each text column of the combined frame comes from: the source to fix and the key that finds the row.
+_ORIGIN = {"first_name": ("customers", "customer_id"), "last_name": ("customers", "customer_id"),
+           "title": ("customers", "customer_id"), "status": ("orders", "order_id")}  # fmt: skip
 
 
 class PostgresDestination:
@@ -48,11 +57,7 @@ class PostgresDestination:
     kind = "postgres"
 
     def __init__(self, dsn: str, table: str, *, chunk_rows: int = CHUNK_ROWS) -> None:
-        parts = table.split(".")
-        if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
-            raise ConfigError(
-                f"destination.table {table!r}: must be a plain SQL identifier like 'orders' or 'crm.orders'"
-            )
+        parts = postgres_table.parse_name(table)
         try:
             conninfo_to_dict(dsn)
         except psycopg.Error:
@@ -72,13 +77,13 @@ class PostgresDestination:
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
         """Stage the combined rows and compute creates / updates / unchanged in SQL (writes nothing lasting)."""
         del customers  # a table row carries the customer's names already
-        _check_keys(combined)
+        _check_frame(combined)
         conn = await self._connect()
         started = time.perf_counter()
         try:
             async with conn.cursor() as cur:
                 await cur.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
-                created = await self._ensure_table(cur)
+                created = await postgres_table.ensure(cur, self.table)
                 await cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._ident))
                 await cur.execute(q.create_staging(self._ident))
                 await self._copy_in(cur, combined)
@@ -97,7 +102,13 @@ class PostgresDestination:
                     creates = combined.join(new_ids, on=q.KEY, how="semi", maintain_order="left")
                     updates = await _copy_out(cur, q.updates_query(self._ident), q.updates_schema())
         except psycopg.Error as exc:
-            raise self._translate(exc, "planning") from None
+            error = self._translate(exc, "planning")
+            where = _copy_line(exc)
+            if where is not None and where[0] <= combined.height:
+                # COPY names its staging table's line and quotes the value; the key finds the source row instead.
+                key = combined.item(where[0] - 1, q.KEY)
+                error = type(error)(f"{error} ({q.KEY} {key}{f', column {where[1]}' if where[1] else ''})")
+            raise error from None
         updates = updates.with_columns(pl.col("changed").str.split(","))
         unchanged = combined.height - creates.height - updates.height
         self._rows.update(staged=combined.height, unchanged=unchanged)
@@ -108,7 +119,12 @@ class PostgresDestination:
         return Plan((entity,), notes=notes)
 
     async def apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
-        """One UPDATE and one INSERT, set-based, then COMMIT; all planned rows are reported ok, failed or skipped."""
+        """One UPDATE and one INSERT, set-based, then COMMIT; every planned row is then reported ok.
+
+        Both statements succeed or the transaction rolls back, so there are no per-row outcomes to report
+        otherwise: a failed statement raises one error (classified by SQLSTATE), a stop raises Interrupted, and
+        either way the table is exactly as it was.
+        """
         if self._conn is None:
             raise RuntimeError("apply() needs the connection and staging table of a plan() on the same object")
         conn, rows = self._conn, next(e for e in plan.entities if e.entity == "row")
@@ -120,14 +136,16 @@ class PostgresDestination:
             counts = None if stop.is_set() else await self._run_cancellable(conn, statements, stop)
             if counts is None or stop.is_set():
                 await conn.rollback()
-                return _report(rows, on_result, "skipped", None)
+                raise Interrupted(
+                    f"interrupted while applying to PostgreSQL table {self.table}: rolled back, nothing was written "
+                    f"({rows.writes:,} planned row(s) left for the next run)"
+                )
             await conn.commit()  # also keeps a table created by plan() when there was nothing to write
         except psycopg.Error as exc:
-            message = self._translate(exc, "applying").args[0]
-            log.error("%s; rolled back, the table is unchanged", message)
+            error = self._translate(exc, "applying")
             if not conn.closed:
                 await conn.rollback()
-            return _report(rows, on_result, "failed", message)
+            raise error from None
         finally:
             self._seconds["apply"] = time.perf_counter() - started
         updated = counts[0] if rows.updates.height else 0
@@ -136,7 +154,12 @@ class PostgresDestination:
         if (inserted, updated) != (rows.creates.height, rows.updates.height):  # only a trigger or rule can do this
             log.warning("table %s: wrote %d inserts and %d updates, planned %d and %d", self.table, inserted,
                         updated, rows.creates.height, rows.updates.height)  # fmt: skip
-        return _report(rows, on_result, "ok", None)
+        _report_ok(rows, on_result)
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of this run's connection (tests and operators find its locks with it)."""
+        return None if self._conn is None else self._conn.info.backend_pid
 
     def usage(self) -> dict[str, object]:
         return {
@@ -147,49 +170,51 @@ class PostgresDestination:
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            await conn.rollback()  # a no-op after COMMIT; discards a dry run's staging and created table
+        if conn is None:
+            return
+        try:
+            if not conn.closed:
+                await conn.rollback()  # a no-op after COMMIT; discards a dry run's staging and created table
+        except psycopg.Error:
+            pass  # the connection broke (the error that broke it is already raised): the server rolls back
+        finally:
             await conn.close()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None:
             raise RuntimeError("plan() runs once per PostgresDestination: the transaction spans plan and apply")
+        where = f"cannot connect to PostgreSQL ({POSTGRES_DSN_ENV})"
+        # Without a connect_timeout psycopg waits 130 s per attempt on a host that never answers.
+        conninfo = self._dsn
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            conninfo = make_conninfo(conninfo, connect_timeout=CONNECT_TIMEOUT)
+        tried = 0
         try:
-            self._conn = await psycopg.AsyncConnection.connect(self._dsn)
-            # Room for the staged rows in session memory; must be set before the session's first temp table.
-            await self._conn.execute("SET temp_buffers = '256MB'")
+            # A refused or dropped connection (a restart, a failover) may pass in seconds: retry it, bounded;
+            # nothing has started yet. Rejected credentials or a missing database are not retried.
+            async for attempt in stamina.retry_context(
+                on=lambda exc: isinstance(exc, psycopg.Error) and isinstance(classify(exc, where, ""), Unavailable),
+                attempts=CONNECT_ATTEMPTS,
+                timeout=CONNECT_ATTEMPTS * (CONNECT_TIMEOUT + 5),
+                wait_max=5.0,
+            ):
+                with attempt:
+                    tried = attempt.num
+                    conn = await psycopg.AsyncConnection.connect(conninfo)
         except psycopg.Error as exc:
-            message = _redact(str(exc), self._dsn)
-            if exc.sqlstate in {"28P01", "28000"} or "authentication failed" in message:
+            error = classify(exc, where, self._dsn)
+            if isinstance(error, AuthError):
+                message = describe(exc, self._dsn)
                 raise AuthError(f"PostgreSQL rejected the credentials in {POSTGRES_DSN_ENV}: {message}") from None
-            raise ConfigError(f"cannot connect to PostgreSQL ({POSTGRES_DSN_ENV}): {message}") from None
-        return self._conn
-
-    async def _ensure_table(self, cur: psycopg.AsyncCursor[Any]) -> bool:
-        """Create the table when missing (True); else check it has our columns and a unique order_id."""
-        await cur.execute("SELECT to_regclass(%s)::oid", [self._ident.as_string(cur)])
-        row = await cur.fetchone()
-        if row is None or row[0] is None:
-            await cur.execute(q.create_table(self._ident))
-            return True
-        oid = row[0]
-        await cur.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", [oid]
-        )
-        present = {r[0] for r in await cur.fetchall()}
-        missing = [c for c in q.COLUMNS if c not in present]
-        if missing:
-            raise ConfigError(f"table {self.table} exists but lacks column(s) {', '.join(missing)}")
-        await cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-            "AND a.attnum = i.indkey[0] WHERE i.indrelid = %s AND i.indisunique AND i.indnatts = 1 "
-            "AND i.indpred IS NULL AND a.attname = %s)",
-            [oid, q.KEY],
-        )
-        unique = await cur.fetchone()
-        if not (unique and unique[0]):
-            raise ConfigError(f"table {self.table} has no primary key or unique index on {q.KEY} alone")
-        return False
+            times = "once" if tried == 1 else f"{tried} times"
+            raise type(error)(f"{error} (tried {times})") from None
+        self._conn = conn
+        try:
+            # Room for the staged rows in session memory; must be set before the session's first temp table.
+            await conn.execute("SET temp_buffers = '256MB'")
+        except psycopg.Error as exc:
+            raise self._translate(exc, "connecting") from None
+        return conn
 
     async def _copy_in(self, cur: psycopg.AsyncCursor[Any], combined: pl.DataFrame) -> None:
         """Stream the frame as CSV chunks; Polars writes null as an empty field and '' as a quoted one."""
@@ -226,21 +251,34 @@ class PostgresDestination:
         return work.result()
 
     def _translate(self, exc: psycopg.Error, doing: str) -> SyncError:
-        message = f"PostgreSQL table {self.table}, {doing}: {_redact(str(exc), self._dsn)}"
-        if isinstance(exc, pg_errors.LockNotAvailable):
-            return LockHeld(f"{message} (another writer holds the table for longer than {LOCK_TIMEOUT})")
-        if isinstance(exc, psycopg.DataError):
-            return DataError(message)
-        return ConfigError(message)
+        error = classify(exc, f"PostgreSQL table {self.table}, {doing}", self._dsn)
+        if exc.sqlstate == "55P03":
+            return type(error)(f"{error} (another writer holds the table for longer than {LOCK_TIMEOUT})")
+        return error
 
 
-def _check_keys(combined: pl.DataFrame) -> None:
+def _check_frame(combined: pl.DataFrame) -> None:
+    """Refuse before connecting what the table cannot take: missing columns, bad keys, NUL bytes in text."""
     missing = [c for c in q.COLUMNS if c not in combined.columns]
     if missing:
         raise DataError(f"combined frame lacks column(s) {', '.join(missing)}")
     keys = combined.get_column(q.KEY)
     if keys.null_count() or keys.is_duplicated().any():
         raise DataError(f"combined frame: {q.KEY} must be present and unique in every row")
+    for column, (source, key) in _ORIGIN.items():
+        # PostgreSQL text cannot hold a NUL byte; COPY would name only its staging table's line.
+        bad = combined.filter(pl.col(column).str.contains("\x00", literal=True))
+        if bad.height:
+            raise DataError(
+                f"sources.{source}: the row with id {bad.item(0, key)} has a NUL byte in {column}, which PostgreSQL "
+                f"text cannot store ({bad.height} order(s) affected in all)"
+            )
+
+
+def _copy_line(exc: psycopg.Error) -> tuple[int, str | None] | None:
+    """The line (1-based) and column a failed COPY into staging names in its CONTEXT, if it does."""
+    found = re.search(r"COPY \S+, line (\d+)(?:, column (\w+))?", exc.diag.context or "")
+    return None if found is None else (int(found.group(1)), found.group(2))
 
 
 async def _copy_out(
@@ -253,24 +291,9 @@ async def _copy_out(
     return pl.read_csv(bytes(buffer), schema=schema)
 
 
-def _report(rows: EntityPlan, on_result: Callable[[RecordResult], None], outcome: Outcome, error: str | None) -> None:
-    """One result per planned row, built from the plan frames (the statements themselves return only counts)."""
+def _report_ok(rows: EntityPlan, on_result: Callable[[RecordResult], None]) -> None:
+    """One result per written row, built from the plan frames (the statements themselves return only counts)."""
     actions: tuple[tuple[Action, pl.DataFrame], ...] = (("create", rows.creates), ("update", rows.updates))
     for action, frame in actions:
         for key in frame.get_column(q.KEY).to_list():
-            on_result(RecordResult(rows.entity, str(key), action, outcome, destination_id=key, error=error))
-
-
-def _redact(text: str, dsn: str) -> str:
-    """One line, with every spelling of the DSN's password replaced (libpq messages name host and user only)."""
-    secrets = set(re.findall(r"password\s*=\s*'?([^\s']+)", dsn)) | set(re.findall(r"://[^:/@]*:([^@]*)@", dsn))
-    try:
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            secrets.add(str(password))
-    except psycopg.Error:
-        pass
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(re.sub(r"password\s*=\s*\S+", "password=***", text).split())
+            on_result(RecordResult(rows.entity, str(key), action, "ok", destination_id=key))
