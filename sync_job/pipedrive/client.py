@@ -205,8 +205,9 @@ class PipedriveClient:
         kind: Kind = "fields" if path.endswith("Fields") else "list"
         while not pager.done:
             _, body = await self._call(kind, "GET", path, params={**params, **pager.params()}, use_reserve=use_reserve)
-            yield (body.get("data") or []) if isinstance(body, dict) else []
-            pager.advance(next_cursor(body))
+            data = (body.get("data") or []) if isinstance(body, dict) else []
+            yield data
+            pager.advance(next_cursor(body), len(data))
 
     async def iter_pages(self, entity: Entity, field_code: str) -> AsyncIterator[pl.DataFrame]:
         """The entity's records, one frame per page of 500 (remote columns, see frames.py)."""
