@@ -46,6 +46,8 @@ class PipedriveSettings(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     # How old the snapshot's last full read may get before a run reads the whole CRM again ("7d", "12h", "30m").
     full_read_every: timedelta = timedelta(days=7)
+    # The most of the company's daily API token budget this job spends in one day; other integrations keep the rest.
+    max_budget_share: Annotated[float, Field(gt=0, le=1)] = 0.5
 
     @field_validator("full_read_every", mode="before")
     @classmethod

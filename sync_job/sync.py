@@ -204,7 +204,7 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
     client = PipedriveClient(
         http, token, concurrency=pd.concurrency, max_attempts=pd.max_attempts, max_tokens=options.max_tokens
     )
-    from sync_job.pipedrive import snapshot
+    from sync_job.pipedrive import ledger, snapshot
 
     return PipedriveDestination(
         client,
@@ -213,6 +213,7 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
         ui=ui,
         grace_seconds=options.grace_seconds,
         snapshot_path=snapshot.path_in(settings.workdir),
+        ledger_path=ledger.path_in(settings.workdir),
         full_read=options.full_read,
         recreate_fields=options.recreate_fields,
     )

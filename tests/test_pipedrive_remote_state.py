@@ -26,7 +26,17 @@ from sync_job.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL
 from sync_job.pipedrive import snapshot
 from sync_job.pipedrive.fields import FieldGone
 from sync_job.sandbox.server import Sandbox
-from tests.e2e import TOKEN, assert_matches, codes, crm_state, expected_from_csv, settings_for, write_sources, writes
+from tests.e2e import (
+    TOKEN,
+    assert_matches,
+    codes,
+    crm_state,
+    expected_from_csv,
+    run_in,
+    settings_for,
+    write_sources,
+    writes,
+)
 
 SYNC_JOB = str(Path(sys.executable).with_name("sync-job"))
 
@@ -46,16 +56,11 @@ def sources(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(sources: Path, sandbox: Sandbox, **options: Any) -> sync.RunOutcome:
-    settings = settings_for(sources, sandbox.url)
-    return sync.run(settings, sync.RunOptions(token=TOKEN, base_url=sandbox.url, **options))
-
-
 def logged_run(sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture, **options: Any) -> str:
     """A run that must end in sync; what it logged."""
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        assert run(sources, sandbox, **options).exit_code == EXIT_OK
+        assert run_in(sources, sandbox, **options).exit_code == EXIT_OK
     return caplog.text
 
 
@@ -74,12 +79,12 @@ def rewrite_meta(sources: Path, **changes: Any) -> None:
 
 
 def test_a_deleted_id_field_stops_the_next_run_with_exit_2_before_any_write(sources: Path, sandbox: Sandbox) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     person_code, _ = codes(sandbox)
     sandbox.store.delete_field("person", person_code)
     before = writes(sandbox)
     with pytest.raises(FieldGone, match=r"'CustomerID'.* existed on the previous run") as caught:
-        run(sources, sandbox)
+        run_in(sources, sandbox)
     assert caught.value.exit_code == EXIT_INPUT
     message = str(caught.value)
     assert "--recreate-fields" in message
@@ -88,13 +93,13 @@ def test_a_deleted_id_field_stops_the_next_run_with_exit_2_before_any_write(sour
 
 
 def test_an_id_field_deleted_and_created_again_by_hand_also_stops_the_run(sources: Path, sandbox: Sandbox) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     _, deal_code = codes(sandbox)
     sandbox.store.delete_field("deal", deal_code)
     new_code = sandbox.store.add_field("deal", "OrderID")
     before = writes(sandbox)
     with pytest.raises(FieldGone, match=rf"created again \(key {new_code} now\)") as caught:
-        run(sources, sandbox)
+        run_in(sources, sandbox)
     assert caught.value.exit_code == EXIT_INPUT
     assert writes(sandbox) == before
 
@@ -102,7 +107,7 @@ def test_an_id_field_deleted_and_created_again_by_hand_also_stops_the_run(source
 def test_recreate_fields_accepts_the_new_field_with_a_full_read(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     _, deal_code = codes(sandbox)
     sandbox.store.delete_field("deal", deal_code)
     assert "full read of the CRM: the custom-field keys differ" in logged_run(
@@ -112,7 +117,7 @@ def test_recreate_fields_accepts_the_new_field_with_a_full_read(
     assert new_deal_code != deal_code
     _, deals = crm_state(sandbox, codes(sandbox)[0], new_deal_code)
     assert all(len(records) == 1 for key, records in deals.items() if key != "None")
-    assert run(sources, sandbox).exit_code == EXIT_OK  # and the run after that is in sync, incrementally
+    assert run_in(sources, sandbox).exit_code == EXIT_OK  # and the run after that is in sync, incrementally
 
 
 # ---- when a full read happens (#13) -------------------------------------------------------------------------
@@ -130,14 +135,14 @@ def test_the_second_run_reads_incrementally_and_still_restores_a_hand_edit(
     assert writes(sandbox) - before == 1
     assert_matches(sandbox, expected_from_csv(sources), person_code, deal_code)
     before = writes(sandbox)
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     assert writes(sandbox) == before  # a no-change re-run still writes nothing
 
 
 def test_a_corrupt_snapshot_means_a_full_read_not_a_crash(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     snapshot_file(sources).write_bytes(b"PAR1 this is not what was written PAR1")
     before = writes(sandbox)
     assert "cannot be read" in logged_run(sources, sandbox, caplog)
@@ -149,7 +154,7 @@ def test_a_corrupt_snapshot_means_a_full_read_not_a_crash(
 def test_a_snapshot_of_another_base_url_means_a_full_read(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     rewrite_meta(sources, base_url="https://other.pipedrive.com")
     assert "full read of the CRM: the snapshot was taken from another Pipedrive base URL" in logged_run(
         sources, sandbox, caplog
@@ -159,7 +164,7 @@ def test_a_snapshot_of_another_base_url_means_a_full_read(
 def test_full_read_flag_and_an_old_snapshot_each_force_a_full_read(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     assert "full read of the CRM: --full-read was given" in logged_run(sources, sandbox, caplog, full_read=True)
     rewrite_meta(sources, full_read_at="2020-01-01T00:00:00Z")
     assert "(pipedrive.full_read_every is 7.0d)" in logged_run(sources, sandbox, caplog)
@@ -177,12 +182,12 @@ def delete_by_hand(sandbox: Sandbox, entity: str, external_id: str) -> tuple[str
 def test_a_person_deleted_by_hand_is_recreated_after_a_refused_write_makes_the_next_read_full(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     person_code, deal_code = delete_by_hand(sandbox, "person", "3")
     customers, orders, payments = small_shop()
     orders.append((99, 3, "2018-05-01", "placed"))  # a new order of the deleted person's customer
     write_sources(sources, customers, orders, payments)
-    first = run(sources, sandbox)  # incremental: the deletion is invisible, the new deal's person link is refused
+    first = run_in(sources, sandbox)  # incremental: the deletion is invisible, the new deal's person link is refused
     assert first.exit_code == EXIT_PARTIAL
     assert "full read of the CRM: the previous run had 1 write(s) refused" in logged_run(sources, sandbox, caplog)
     assert_matches(sandbox, expected_from_csv(sources), person_code, deal_code)
@@ -191,10 +196,10 @@ def test_a_person_deleted_by_hand_is_recreated_after_a_refused_write_makes_the_n
 def test_a_deal_deleted_by_hand_is_created_again_by_an_incremental_run(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     person_code, deal_code = delete_by_hand(sandbox, "deal", "5")
     with caplog.at_level(logging.INFO):
-        outcome = run(sources, sandbox)
+        outcome = run_in(sources, sandbox)
     assert "incremental read of the CRM" in caplog.text
     assert outcome.exit_code == EXIT_OK
     deal_plan = next(e for e in outcome.report.plan["entities"] if e["entity"] == "deal")
@@ -290,13 +295,13 @@ def test_incremental_and_full_reads_make_the_same_plan_over_random_changes_and_h
     rng = random.Random(seed)
     shop = small_shop(12, 30)
     write_sources(tmp_path, *shop)
-    assert run(tmp_path, sandbox).exit_code == EXIT_OK
+    assert run_in(tmp_path, sandbox).exit_code == EXIT_OK
     for step in range(6):
         random_step(rng, tmp_path, sandbox, shop)
         full = comparable(plan_of(tmp_path, sandbox, full_read=True))
         incremental = comparable(plan_of(tmp_path, sandbox, full_read=False))
         assert incremental == full, f"seed {seed}, step {step}"
-        run(tmp_path, sandbox)  # applies (exit 1 is fine: duplicates typed in by hand are left alone)
+        run_in(tmp_path, sandbox)  # applies (exit 1 is fine: duplicates typed in by hand are left alone)
 
 
 # ---- killed runs (#13) --------------------------------------------------------------------------------------
@@ -342,7 +347,7 @@ def test_a_run_killed_by_sigkill_is_repaired_exactly_by_the_next_run(
 ) -> None:
     shop = small_shop(20, 60)
     write_sources(tmp_path, *shop)
-    assert run(tmp_path, sandbox).exit_code == EXIT_OK
+    assert run_in(tmp_path, sandbox).exit_code == EXIT_OK
     customers, orders, payments = shop
     payments[:] = [(pid, oid, method, amount + 7) for pid, oid, method, amount in payments]  # every deal re-valued
     orders.extend((oid, (oid % 20) + 1, "2018-03-01", "placed") for oid in range(61, 81))
@@ -355,10 +360,10 @@ def test_a_run_killed_by_sigkill_is_repaired_exactly_by_the_next_run(
         start = writes(sandbox)
         _kill_when(tmp_path, sandbox, lambda: writes(sandbox) >= start + 10)
     sandbox.configure(latency_ms=0)
-    assert run(tmp_path, sandbox).exit_code == EXIT_OK
+    assert run_in(tmp_path, sandbox).exit_code == EXIT_OK
     assert_matches(sandbox, expected_from_csv(tmp_path), *codes(sandbox))
     before = writes(sandbox)
-    assert run(tmp_path, sandbox).exit_code == EXIT_OK
+    assert run_in(tmp_path, sandbox).exit_code == EXIT_OK
     assert writes(sandbox) == before
     assert comparable(plan_of(tmp_path, sandbox, full_read=True)) == comparable(
         plan_of(tmp_path, sandbox, full_read=False)

@@ -16,7 +16,7 @@ from sync_job.config import PipedriveSettings
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
-from sync_job.pipedrive import payloads, snapshot
+from sync_job.pipedrive import ledger, payloads, ration, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient, WriteResult
 from sync_job.pipedrive.fields import ENTITY_PLURAL, FieldGone, FieldMissing
 from sync_job.pipedrive.frames import empty_frame
@@ -40,6 +40,7 @@ class PipedriveDestination:
         ui: RunConsole | None = None,
         grace_seconds: float = GRACE_SECONDS,
         snapshot_path: Path | None = None,
+        ledger_path: Path | None = None,
         full_read: bool = False,
         recreate_fields: bool = False,
     ) -> None:
@@ -49,6 +50,10 @@ class PipedriveDestination:
         self.ui = ui or RunConsole(rich_output=False)
         self.grace_seconds = grace_seconds
         self.snapshot_path = snapshot_path  # None: no local state, every run reads the whole CRM
+        self.ledger_path = ledger_path  # None: the budget share counts this run's spending only
+        self.client.budget.share = settings.max_budget_share
+        self._day: str | None = None  # today in Pipedrive's clock, once a response has told it
+        self._order_dates = pl.DataFrame(schema={"external_id": pl.Utf8, "order_date": pl.Date})
         self.full_read = full_read
         self.recreate_fields = recreate_fields
         self._codes: dict[Entity, str | None] = {}
@@ -98,6 +103,10 @@ class PipedriveDestination:
         self._codes["person"] = await self._field("person", self.settings.person_id_field, remembered.get("person"))
         self._codes["deal"] = await self._field("deal", self.settings.deal_id_field, remembered.get("deal"))
         started = self.client.server_now()  # after the field lists: their Date header gives Pipedrive's clock
+        if started is not None and self.ledger_path is not None:
+            self._day = started.strftime("%Y-%m-%d")
+            earlier = ledger.load(self.ledger_path)
+            self.client.budget.spent_earlier_today = earlier.on(self._day) if earlier else 0
         reason = None
         if self.snapshot_path is not None and started is not None:
             reason = snapshot.full_read_reason(
@@ -142,7 +151,20 @@ class PipedriveDestination:
         tokens, seconds = diff.estimate(
             plan, {"person": remote_persons.height, "deal": remote_deals.height}, self.client.limiter.general.limit
         )
-        return Plan(entities=plan.entities, estimated_tokens=tokens, estimated_seconds=round(seconds, 1))
+        self._order_dates = combined.select(pl.col("order_id").cast(pl.Utf8).alias("external_id"), "order_date")
+        per_day = self.client.budget.share_per_day
+        days = (
+            None
+            if per_day is None
+            else ration.days_needed(ration.write_tokens(plan), per_day, self.client.budget.available())
+        )
+        return Plan(
+            entities=plan.entities,
+            estimated_tokens=tokens,
+            estimated_seconds=round(seconds, 1),
+            tokens_per_day=per_day,
+            days_needed=days,
+        )
 
     def _save_snapshot(self) -> None:
         """Store what the read saw plus this run's successful writes; the next run reads only what changed."""
@@ -163,9 +185,43 @@ class PipedriveDestination:
 
     async def apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
         try:
-            await self._apply(plan, on_result, stop)
+            available = self.client.budget.available()
+            if available is None or ration.write_tokens(plan) <= available:
+                await self._apply(plan, on_result, stop)
+                return
+            # Not all of it fits today: apply the slice that does, newest orders first, and say how long the rest takes.
+            cut = ration.ration(plan, self._order_dates, available)
+            reason = "not in today's API budget: a later run continues"
+            for entity in cut.rest.entities:
+                writes: tuple[tuple[Action, pl.DataFrame], ...] = (
+                    ("create", entity.creates),
+                    ("update", entity.updates),
+                )
+                for action, rows in writes:
+                    for row in rows.iter_rows(named=True):
+                        on_result(
+                            RecordResult(
+                                entity.entity, str(row["external_id"]), action, "skipped", row.get("id"), None, reason
+                            )
+                        )
+            await self._apply(cut.fits, on_result, stop)
+            raise BudgetExhausted(self._days_line(plan, cut, available))
         finally:
             self._save_snapshot()
+
+    def _days_line(self, plan: Plan, cut: ration.Ration, available: int) -> str:
+        budget = self.client.budget
+        line = (
+            f"today's API budget paid for {cut.fits.writes} of {plan.writes} writes ({available} tokens were left); "
+            f"{cut.rest.writes} writes ({cut.rest_tokens} tokens) are left"
+        )
+        if (per_day := budget.share_per_day) is None:
+            return line + " for the next run"
+        days = ration.days_needed(cut.rest_tokens, per_day)
+        return (
+            f"{line}: {days} more day(s) at {per_day} tokens a day ({budget.share:.0%} of {budget.daily_limit}, "
+            "pipedrive.max_budget_share); the next run continues with the newest orders"
+        )
 
     async def _apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
         persons, deals = plan.entities
@@ -299,4 +355,7 @@ class PipedriveDestination:
         return self.client.stats.as_dict()
 
     async def aclose(self) -> None:
+        if self._day is not None and self.ledger_path is not None:
+            budget = self.client.budget
+            ledger.save(self.ledger_path, ledger.Spent(self._day, budget.spent_earlier_today + budget.spent))
         await self.client.aclose()

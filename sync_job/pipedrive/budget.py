@@ -36,6 +36,29 @@ class TokenBudget:
     spent: int = 0
     in_flight: int = 0
     daily_remaining: int | None = None
+    daily_limit: int | None = None
+    # pipedrive.max_budget_share: this job spends at most that share of the company's daily budget in one day,
+    # counting what its earlier runs spent the same day (`spent_earlier_today`).
+    share: float | None = None
+    spent_earlier_today: int = 0
+
+    @property
+    def share_per_day(self) -> int | None:
+        """Tokens this job may spend in one day, once a response has told the daily budget."""
+        if self.share is None or self.daily_limit is None:
+            return None
+        return int(self.daily_limit * self.share)
+
+    def available(self) -> int | None:
+        """Tokens ordinary requests may still spend in this run (None: no limit known)."""
+        left = []
+        if self.max_tokens is not None:
+            left.append(self.max_tokens - self.spent)
+        if self.daily_remaining is not None:
+            left.append(self.daily_remaining)
+        if (per_day := self.share_per_day) is not None:
+            left.append(per_day - self.spent_earlier_today - self.spent)
+        return None if not left else max(0, min(left) - self.in_flight - self.reserve)
 
     def check(self, cost: int, *, use_reserve: bool = False) -> None:
         """Raise BudgetExhausted when sending a request of `cost` tokens could exhaust a budget."""
@@ -44,6 +67,12 @@ class TokenBudget:
             raise BudgetExhausted(
                 f"the --max-tokens cap of {self.max_tokens} API tokens is reached "
                 f"({self.spent} spent, next request costs {cost})"
+            )
+        per_day = self.share_per_day
+        if per_day is not None and self.spent_earlier_today + self.spent + self.in_flight + cost + keep > per_day:
+            raise BudgetExhausted(
+                f"this job's share of today's Pipedrive API budget is used up ({per_day} of {self.daily_limit} tokens "
+                f"a day, pipedrive.max_budget_share; {self.spent_earlier_today + self.spent} spent today)"
             )
         if self.daily_remaining is not None and self.daily_remaining - self.in_flight < cost + keep:
             raise BudgetExhausted(
@@ -54,10 +83,12 @@ class TokenBudget:
     def start(self, cost: int) -> None:
         self.in_flight += cost
 
-    def finish(self, cost: int, *, charged: bool, daily_remaining: int | None) -> None:
+    def finish(self, cost: int, *, charged: bool, daily_remaining: int | None, daily_limit: int | None = None) -> None:
         """A request ended; `charged` is False when it surely never reached the server."""
         self.in_flight -= cost
         if charged:
             self.spent += cost
         if daily_remaining is not None:
             self.daily_remaining = daily_remaining
+        if daily_limit is not None:
+            self.daily_limit = daily_limit

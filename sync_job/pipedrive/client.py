@@ -127,7 +127,9 @@ class PipedriveClient:
                 raise
         headers = RateHeaders.parse(response.headers)
         charged = response.status_code != 429  # a refused request is not charged (as the sandbox models it)
-        self.budget.finish(cost, charged=charged, daily_remaining=headers.daily_remaining)
+        self.budget.finish(
+            cost, charged=charged, daily_remaining=headers.daily_remaining, daily_limit=headers.daily_limit
+        )
         self.stats.tokens_used += cost if charged else 0
         self.stats.statuses[response.status_code] += 1
         if headers.daily_remaining is not None:
