@@ -110,3 +110,20 @@ def test_the_budget_share_counts_earlier_runs_of_the_same_day() -> None:
     budget.check(100)
     with pytest.raises(BudgetExhausted, match=r"share of today's Pipedrive API budget is used up \(500 of 1000"):
         budget.check(105)
+
+
+def test_earlier_runs_stop_counting_once_pipedrive_shows_its_budget_was_reset() -> None:
+    budget = TokenBudget(reserve=0, share=0.5, spent_earlier_today=400)
+    budget.finish(0, charged=True, daily_remaining=600, daily_limit=1_000)  # 400 of ours still counted there
+    assert not budget.forget_earlier_if_reset()
+    budget.finish(0, charged=True, daily_remaining=990, daily_limit=1_000)  # more left than ours allows: a reset
+    assert budget.forget_earlier_if_reset()
+    assert budget.available() == 500
+
+
+def test_the_message_names_the_bound_that_leaves_the_least() -> None:
+    budget = TokenBudget(reserve=0, max_tokens=300, share=0.5)
+    budget.finish(0, charged=True, daily_remaining=9_000, daily_limit=1_000)
+    assert budget.binding() == "the --max-tokens cap"
+    budget.max_tokens = None
+    assert budget.binding() == "this job's share of the daily budget"

@@ -107,6 +107,8 @@ class PipedriveDestination:
             self._day = started.strftime("%Y-%m-%d")
             earlier = ledger.load(self.ledger_path)
             self.client.budget.spent_earlier_today = earlier.on(self._day) if earlier else 0
+            if self.client.budget.forget_earlier_if_reset():
+                log.info("Pipedrive's daily budget was reset since this job's earlier runs today: they no longer count")
         reason = None
         if self.snapshot_path is not None and started is not None:
             reason = snapshot.full_read_reason(
@@ -212,11 +214,11 @@ class PipedriveDestination:
     def _days_line(self, plan: Plan, cut: ration.Ration, available: int) -> str:
         budget = self.client.budget
         line = (
-            f"today's API budget paid for {cut.fits.writes} of {plan.writes} writes ({available} tokens were left); "
+            f"{budget.binding()} paid for {cut.fits.writes} of {plan.writes} writes ({available} tokens were left); "
             f"{cut.rest.writes} writes ({cut.rest_tokens} tokens) are left"
         )
         if (per_day := budget.share_per_day) is None:
-            return line + " for the next run"
+            return line + " for the next run, which continues with the newest orders"
         days = ration.days_needed(cut.rest_tokens, per_day)
         return (
             f"{line}: {days} more day(s) at {per_day} tokens a day ({budget.share:.0%} of {budget.daily_limit}, "

@@ -49,16 +49,36 @@ class TokenBudget:
             return None
         return int(self.daily_limit * self.share)
 
+    def _limits(self) -> dict[str, int]:
+        """What each known bound leaves for this run, by the name a person would look for."""
+        left = {}
+        if self.max_tokens is not None:
+            left["the --max-tokens cap"] = self.max_tokens - self.spent
+        if self.daily_remaining is not None:
+            left["the company's daily budget"] = self.daily_remaining
+        if (per_day := self.share_per_day) is not None:
+            left["this job's share of the daily budget"] = per_day - self.spent_earlier_today - self.spent
+        return left
+
     def available(self) -> int | None:
         """Tokens ordinary requests may still spend in this run (None: no limit known)."""
-        left = []
-        if self.max_tokens is not None:
-            left.append(self.max_tokens - self.spent)
-        if self.daily_remaining is not None:
-            left.append(self.daily_remaining)
-        if (per_day := self.share_per_day) is not None:
-            left.append(per_day - self.spent_earlier_today - self.spent)
-        return None if not left else max(0, min(left) - self.in_flight - self.reserve)
+        left = self._limits()
+        return None if not left else max(0, min(left.values()) - self.in_flight - self.reserve)
+
+    def binding(self) -> str:
+        """The bound that leaves the least (for messages)."""
+        left = self._limits()
+        return min(left, key=lambda name: left[name]) if left else "no known bound"
+
+    def forget_earlier_if_reset(self) -> bool:
+        """Pipedrive's counter was reset since the earlier runs (its midnight is in an unnamed timezone) when it
+        shows more left than the limit minus what those runs spent: then they no longer count."""
+        if self.daily_limit is None or self.daily_remaining is None or not self.spent_earlier_today:
+            return False
+        if self.daily_remaining + self.spent_earlier_today <= self.daily_limit:
+            return False
+        self.spent_earlier_today = 0
+        return True
 
     def check(self, cost: int, *, use_reserve: bool = False) -> None:
         """Raise BudgetExhausted when sending a request of `cost` tokens could exhaust a budget."""
