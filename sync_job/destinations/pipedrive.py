@@ -18,8 +18,7 @@ from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
 from sync_job.pipedrive import ledger, payloads, ration, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient, WriteResult
-from sync_job.pipedrive.fields import ENTITY_PLURAL, FieldGone, FieldMissing
-from sync_job.pipedrive.frames import empty_frame
+from sync_job.pipedrive.remote import RemoteReader
 
 log = logging.getLogger(__name__)
 
@@ -49,103 +48,31 @@ class PipedriveDestination:
         self.dry_run = dry_run
         self.ui = ui or RunConsole(rich_output=False)
         self.grace_seconds = grace_seconds
-        self.snapshot_path = snapshot_path  # None: no local state, every run reads the whole CRM
-        self.ledger_path = ledger_path  # None: the budget share counts this run's spending only
+        self.snapshot_path = snapshot_path
+        self.ledger_path = ledger_path
         self.client.budget.share = settings.max_budget_share
+        self.reader = RemoteReader(
+            client,
+            settings,
+            self.ui,
+            snapshot_path=snapshot_path,
+            ledger_path=ledger_path,
+            full_read=full_read,
+            recreate_fields=recreate_fields,
+            dry_run=dry_run,
+        )
         self._day: str | None = None  # today in Pipedrive's clock, once a response has told it
         self._order_dates = pl.DataFrame(schema={"external_id": pl.Utf8, "order_date": pl.Date})
-        self.full_read = full_read
-        self.recreate_fields = recreate_fields
         self._codes: dict[Entity, str | None] = {}
         self._remote_persons = pl.DataFrame()
         self._next: snapshot.Snapshot | None = None  # what this run's read saw; the apply adds its own writes
         self._written: dict[Entity, list[dict[str, Any]]] = {"person": [], "deal": []}
         self._refused = 0  # writes the CRM refused with a 4xx other than 429
 
-    async def _field(self, entity: Entity, name: str, remembered: str | None) -> str | None:
-        try:
-            code: str | None = await self.client.resolve_field(entity, name, create=False)
-        except FieldMissing:
-            code = None
-        if remembered is not None and code != remembered and not self.recreate_fields:
-            # The field links records to source rows: under a new key every record looks unlinked, and the run
-            # would create a second person or deal for every row. A human decides.
-            now = "is gone from Pipedrive now" if code is None else f"was deleted and created again (key {code} now)"
-            raise FieldGone(
-                f"the {ENTITY_PLURAL[entity]} custom field {name!r} (key {remembered}) existed on the previous run "
-                f"and {now}: restore it, or run with --recreate-fields to accept a new one "
-                f"(every {entity} is then created again, next to the old ones)"
-            )
-        if code is not None or self.dry_run:  # a dry run must not create the field: nothing matches yet
-            return code
-        return await self.client.resolve_field(entity, name, create=True)
-
-    async def _read(self, entity: Entity, code: str | None, **query: Any) -> pl.DataFrame:
-        if code is None:
-            return empty_frame(entity)
-        frames = []
-        label = f"reading deleted {entity}s" if query.get("deleted") else f"reading {entity}s"
-        async for page in self.client.iter_pages(entity, code, **query):
-            frames.append(page)
-            self.ui.advance(label, page.height)
-        total = sum(frame.height for frame in frames)
-        self.ui.advance(label, 0, total=total)  # the bar ends full, even for an empty CRM
-        if not frames:
-            return empty_frame(entity)
-        return pl.concat(frames, how="vertical", rechunk=True)
-
-    async def _read_remote(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Persons and deals as a full read would see them: from the snapshot plus what changed, or in full."""
-        old = snapshot.load(self.snapshot_path) if self.snapshot_path is not None else None
-        # Field keys are remembered per CRM: a snapshot of another base URL says nothing about this one's fields.
-        same_crm = old is not None and snapshot.same_base_url(old.meta.base_url, self.client.base_url)
-        remembered = old.meta.field_codes if old is not None and same_crm else {}
-        self._codes["person"] = await self._field("person", self.settings.person_id_field, remembered.get("person"))
-        self._codes["deal"] = await self._field("deal", self.settings.deal_id_field, remembered.get("deal"))
-        started = self.client.server_now()  # after the field lists: their Date header gives Pipedrive's clock
-        if started is not None and self.ledger_path is not None:
-            self._day = started.strftime("%Y-%m-%d")
-            earlier = ledger.load(self.ledger_path)
-            self.client.budget.spent_earlier_today = earlier.on(self._day) if earlier else 0
-            if self.client.budget.forget_earlier_if_reset():
-                log.info("Pipedrive's daily budget was reset since this job's earlier runs today: they no longer count")
-        reason = None
-        if self.snapshot_path is not None and started is not None:
-            reason = snapshot.full_read_reason(
-                old,
-                base_url=self.client.base_url,
-                field_codes={str(entity): code for entity, code in self._codes.items()},
-                server_now=started,
-                full_read_every=self.settings.full_read_every,
-                forced=self.full_read,
-            )
-        if old is None or reason is not None or started is None:
-            if self.snapshot_path is not None:
-                log.info("full read of the CRM: %s", reason or "Pipedrive sent no Date header to date a snapshot by")
-            persons = await self._read("person", self._codes["person"])
-            deals = await self._read("deal", self._codes["deal"])
-            full_read_at = started
-        else:
-            since = old.meta.watermark
-            log.info("incremental read of the CRM: changes since %s (last full read %s)", since, old.meta.full_read_at)
-            changed_persons = await self._read("person", self._codes["person"], updated_since=since)
-            changed_deals = await self._read("deal", self._codes["deal"], updated_since=since)
-            deleted_deals = await self._read("deal", self._codes["deal"], updated_since=since, deleted=True)
-            persons = snapshot.merge("person", old.persons, changed_persons, [])
-            deals = snapshot.merge("deal", old.deals, changed_deals, deleted_deals["id"].to_list())
-            full_read_at = snapshot.parse_time(old.meta.full_read_at)
-        if started is not None and full_read_at is not None and None not in self._codes.values():
-            meta = snapshot.Meta(
-                base_url=self.client.base_url,
-                field_codes={entity: str(code) for entity, code in self._codes.items()},
-                watermark=snapshot.next_watermark(started),
-                full_read_at=snapshot.rfc3339(full_read_at),
-            )
-            self._next = snapshot.Snapshot(meta, persons, deals)
-        return persons, deals
-
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
-        remote_persons, remote_deals = await self._read_remote()
+        remote = await self.reader.read()
+        self._codes, self._next, self._day = remote.codes, remote.next_snapshot, remote.day
+        remote_persons, remote_deals = remote.persons, remote.deals
         self._remote_persons = remote_persons
         persons = diff.diff_persons(diff.desired_persons(customers), remote_persons)
         deals = diff.diff_deals(diff.desired_deals(combined, self.settings.currency), remote_deals, remote_persons)
