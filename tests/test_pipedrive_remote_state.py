@@ -139,6 +139,16 @@ def test_the_second_run_reads_incrementally_and_still_restores_a_hand_edit(
     assert writes(sandbox) == before  # a no-change re-run still writes nothing
 
 
+def test_a_dry_run_with_nothing_new_costs_and_estimates_only_its_incremental_reads(
+    sources: Path, sandbox: Sandbox
+) -> None:
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
+    dry = run_in(sources, sandbox, dry_run=True)
+    assert dry.exit_code == EXIT_OK
+    assert dry.report.plan["writes"] == 0
+    assert dry.report.plan["estimated_tokens"] == dry.report.api["tokens_used"] == 50  # 2 field lists, 3 lists
+
+
 def test_a_corrupt_snapshot_means_a_full_read_not_a_crash(
     sources: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -77,9 +77,9 @@ class PipedriveDestination:
         persons = diff.diff_persons(diff.desired_persons(customers), remote_persons)
         deals = diff.diff_deals(diff.desired_deals(combined, self.settings.currency), remote_deals, remote_persons)
         plan = Plan(entities=(persons, deals))
-        tokens, seconds = diff.estimate(
-            plan, {"person": remote_persons.height, "deal": remote_deals.height}, self.client.limiter.general.limit
-        )
+        # The run's whole cost: the reads it made (incremental ones cost what changed) plus 5 tokens per write.
+        tokens, seconds = diff.estimate(plan, {}, self.client.limiter.general.limit)
+        tokens += self.client.stats.tokens_used
         self._order_dates = combined.select(pl.col("order_id").cast(pl.Utf8).alias("external_id"), "order_date")
         per_day = self.client.budget.share_per_day
         days = (
