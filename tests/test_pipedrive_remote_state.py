@@ -139,6 +139,17 @@ def test_the_second_run_reads_incrementally_and_still_restores_a_hand_edit(
     assert writes(sandbox) == before  # a no-change re-run still writes nothing
 
 
+def test_the_snapshot_records_the_runs_own_writes_with_their_ids(sources: Path, sandbox: Sandbox) -> None:
+    assert run_in(sources, sandbox).exit_code == EXIT_OK  # into an empty CRM: the read saw nothing
+    taken = snapshot.load(snapshot_file(sources))
+    assert taken is not None
+    person_code, deal_code = codes(sandbox)
+    crm = {(p["id"], p["name"], p["custom_fields"][person_code]) for p in sandbox.persons()}
+    assert set(taken.persons.select("id", "name", "external_id").rows()) == crm
+    deals = {(d["id"], d["title"], d["person_id"], d["custom_fields"][deal_code]) for d in sandbox.deals()}
+    assert set(taken.deals.select("id", "title", "person_id", "external_id").rows()) == deals
+
+
 def test_a_dry_run_with_nothing_new_costs_and_estimates_only_its_incremental_reads(
     sources: Path, sandbox: Sandbox
 ) -> None:
