@@ -183,6 +183,13 @@ def run(
         str | None,
         typer.Option("--every", help="Run forever: an interval like 24h / 30m, or a cron expression."),
     ] = None,
+    full_read: Annotated[
+        bool, typer.Option("--full-read", help="Read the whole CRM instead of what changed since the last run.")
+    ] = False,
+    recreate_fields: Annotated[
+        bool,
+        typer.Option("--recreate-fields", help="Create the id custom fields again when they were deleted in the CRM."),
+    ] = False,
     log_format: LogFormatOption = "auto",
     verbose: VerboseOption = False,
 ) -> None:
@@ -204,7 +211,13 @@ def run(
 
             schedule.parse_every(every)  # a bad --every is a config error before anything runs
         settings = config_module.load(config)
-        options = sync.RunOptions(dry_run=dry_run, max_tokens=max_tokens, rich_output=rich_output)
+        options = sync.RunOptions(
+            dry_run=dry_run,
+            max_tokens=max_tokens,
+            rich_output=rich_output,
+            full_read=full_read,
+            recreate_fields=recreate_fields,
+        )
         if every:
             from sync_job import schedule
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +33,9 @@ class Sources(_Strict):
     payments: str
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
 class PipedriveSettings(_Strict):
     base_url: str = DEFAULT_BASE_URL
     person_id_field: str = "CustomerID"
@@ -39,6 +44,19 @@ class PipedriveSettings(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    # How old the snapshot's last full read may get before a run reads the whole CRM again ("7d", "12h", "30m").
+    full_read_every: timedelta = timedelta(days=7)
+    # The most of the company's daily API token budget this job spends in one day; other integrations keep the rest.
+    max_budget_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+    @field_validator("full_read_every", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)):
+            return timedelta(seconds=int(match[1]) * _SECONDS[match[2]])
+        if isinstance(value, str):
+            raise ValueError("must be a duration like '7d', '12h', '30m' or '90s'")
+        return value
 
 
 class S3Settings(_Strict):

@@ -85,6 +85,10 @@ class RunConsole:
                 f"Estimated API tokens: {summary['estimated_tokens']}, "
                 f"time at the rate limit: {summary.get('estimated_seconds', 0):.0f} s"
             )
+        if summary.get("days_needed") is not None:
+            self.console.print(
+                f"Days needed: {summary['days_needed']} at {summary.get('tokens_per_day')} API tokens a day"
+            )
 
     def show_summary(self, report: RunReport) -> None:
         if not self.rich:

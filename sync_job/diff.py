@@ -227,6 +227,8 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
         "writes": plan.writes,
         "estimated_tokens": plan.estimated_tokens,
         "estimated_seconds": plan.estimated_seconds,
+        "tokens_per_day": plan.tokens_per_day,
+        "days_needed": plan.days_needed,
         "notes": list(plan.notes),
         "entities": entities,
     }

@@ -35,6 +35,8 @@ class RunOptions:
     base_url: str | None = None
     transport: httpx.AsyncBaseTransport | None = None
     grace_seconds: float = 20.0
+    full_read: bool = False  # read the whole CRM even when the snapshot allows an incremental read
+    recreate_fields: bool = False  # accept that an id custom field deleted in the CRM is created again
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,4 +204,16 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
     client = PipedriveClient(
         http, token, concurrency=pd.concurrency, max_attempts=pd.max_attempts, max_tokens=options.max_tokens
     )
-    return PipedriveDestination(client, pd, dry_run=options.dry_run, ui=ui, grace_seconds=options.grace_seconds)
+    from sync_job.pipedrive import ledger, snapshot
+
+    return PipedriveDestination(
+        client,
+        pd,
+        dry_run=options.dry_run,
+        ui=ui,
+        grace_seconds=options.grace_seconds,
+        snapshot_path=snapshot.path_in(settings.workdir),
+        ledger_path=ledger.path_in(settings.workdir),
+        full_read=options.full_read,
+        recreate_fields=options.recreate_fields,
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync_job import config
+from sync_job import config, sync
 from sync_job.config import Settings
 
 TOKEN = "e2e-token-0123456789abcdef0123456789abcdef"
@@ -47,6 +47,11 @@ def settings_for(folder: Path, base_url: str, **extra: Any) -> Settings:
         **extra,
     }
     return config.parse(raw, origin=folder / "sync.yaml")
+
+
+def run_in(folder: Path, sandbox: Any, **options: Any) -> sync.RunOutcome:
+    """One `sync.run` of the sources in `folder` against the sandbox (options: RunOptions fields)."""
+    return sync.run(settings_for(folder, sandbox.url), sync.RunOptions(token=TOKEN, base_url=sandbox.url, **options))
 
 
 def expected_from_csv(folder: Path, value_factor: float = 1.0) -> Expected:

@@ -12,8 +12,9 @@ import pytest
 import stamina
 from pytest_httpx import HTTPXMock
 
-from sync_job.errors import AuthError, BudgetExhausted, ConfigError, RowError, SourceError
+from sync_job.errors import EXIT_PARTIAL, AuthError, BudgetExhausted, ConfigError, RowError
 from sync_job.pipedrive.client import PipedriveClient, WriteResult, make_http_client
+from sync_job.pipedrive.pagination import MAX_EMPTY_PAGES, PagingBroken
 from sync_job.pipedrive.ratelimit import RateLimiter
 from tests.fakes import FakeTime
 
@@ -79,8 +80,23 @@ async def test_reads_all_pages_with_limit_500_and_the_token_only_in_the_header(
 
 async def test_a_looping_cursor_stops_the_read(client: PipedriveClient, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=PERSONS, **ok([person(1, "1")], cursor="same"), is_reusable=True)
-    with pytest.raises(SourceError, match="cursor 'same' twice"):
+    with pytest.raises(PagingBroken, match="cursor 'same' twice"):
         await client.read_all("person", CODE)
+
+
+async def test_empty_pages_with_ever_new_cursors_stop_the_read_after_three_requests(
+    client: PipedriveClient, httpx_mock: HTTPXMock
+) -> None:
+    cursors = iter(range(10_000))
+
+    def empty_page(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, **ok([], cursor=f"fresh-{next(cursors)}"))
+
+    httpx_mock.add_callback(empty_page, url=PERSONS, is_reusable=True)
+    with pytest.raises(PagingBroken, match="3 pages in a row had no records but a next cursor") as caught:
+        await client.read_all("person", CODE)
+    assert caught.value.exit_code == EXIT_PARTIAL
+    assert len(httpx_mock.get_requests()) == MAX_EMPTY_PAGES
 
 
 async def test_patch_carries_only_the_changed_fields(client: PipedriveClient, httpx_mock: HTTPXMock) -> None:

@@ -156,3 +156,32 @@ async def test_no_duplicate_and_no_lost_write_under_every_fault(openapi_validato
     assert sum(api.stats.tokens_used for api in clients) == stats["tokens_used"]  # costs counted like the server
     for method, path, query, body in sent:
         openapi_validator.validate_request(method, path, query=query, body=body)
+
+
+async def test_incremental_reads_send_what_the_spec_allows_and_see_changes_and_deletions(
+    sandbox: Sandbox, openapi_validator: OpenApiV2
+) -> None:
+    sent: Sent = []
+    api = new_client(sandbox.url, sent)
+    code = await api.resolve_field("deal", "OrderID")
+    old = await api.create("deal", {"title": "old"}, external_id="1", field_code=code)
+    gone = await api.create("deal", {"title": "gone"}, external_id="2", field_code=code)
+    since = sandbox.deals()[-1]["update_time"]  # the sandbox's own clock, like the Date header
+    await api.update("deal", old.pipedrive_id, {"title": "edited"})
+    sandbox.store.delete("deal", gone.pipedrive_id)
+    changed = [f async for f in api.iter_pages("deal", code, updated_since=since)]
+    deleted = [f async for f in api.iter_pages("deal", code, updated_since=since, deleted=True)]
+    await api.aclose()
+    assert [row for f in changed for row in f.select("id", "title").rows()] == [(old.pipedrive_id, "edited")]
+    assert [row for f in deleted for row in f["id"].to_list()] == [gone.pipedrive_id]
+    lists = [(m, p, q, b) for m, p, q, b in sent if m == "GET" and p == "/api/v2/deals"]
+    assert lists[-1][2] == {
+        "custom_fields": code,
+        "updated_since": since,
+        "sort_by": "update_time",
+        "sort_direction": "asc",
+        "status": "deleted",
+        "limit": "500",
+    }
+    for method, path, query, body in sent:
+        openapi_validator.validate_request(method, path, query=query, body=body)

@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -21,6 +20,7 @@ from tests.e2e import (
     codes,
     crm_state,
     expected_from_csv,
+    run_in,
     settings_for,
     write_sources,
     writes,
@@ -49,15 +49,10 @@ def sources(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(sources: Path, sandbox: Sandbox, **options: Any) -> sync.RunOutcome:
-    settings = settings_for(sources, sandbox.url)
-    return sync.run(settings, sync.RunOptions(token=TOKEN, base_url=sandbox.url, **options))
-
-
 def test_initial_sync_into_an_empty_crm_creates_every_record_exactly_as_the_csvs_say(
     sources: Path, sandbox: Sandbox
 ) -> None:
-    outcome = run(sources, sandbox)
+    outcome = run_in(sources, sandbox)
     assert outcome.exit_code == EXIT_OK
     assert_matches(sandbox, expected_from_csv(sources), *codes(sandbox))
     report = json.loads(outcome.report_path.read_text())
@@ -69,16 +64,16 @@ def test_initial_sync_into_an_empty_crm_creates_every_record_exactly_as_the_csvs
 
 
 def test_rerun_without_changes_sends_no_write_request(sources: Path, sandbox: Sandbox) -> None:
-    run(sources, sandbox)
+    run_in(sources, sandbox)
     before = writes(sandbox)
-    outcome = run(sources, sandbox)
+    outcome = run_in(sources, sandbox)
     assert outcome.exit_code == EXIT_OK
     assert writes(sandbox) == before
     assert outcome.report.counts == {}
 
 
 def test_payment_change_new_order_and_new_customer_send_exactly_those_writes(sources: Path, sandbox: Sandbox) -> None:
-    run(sources, sandbox)
+    run_in(sources, sandbox)
     before = writes(sandbox)
     write_sources(
         sources,
@@ -86,7 +81,7 @@ def test_payment_change_new_order_and_new_customer_send_exactly_those_writes(sou
         [*ORDERS, (6, 6, "2018-02-01", "placed")],
         [*PAYMENTS, (5, 3, "credit_card", 100), (6, 6, "coupon", 500)],
     )
-    outcome = run(sources, sandbox)
+    outcome = run_in(sources, sandbox)
     assert outcome.exit_code == EXIT_OK
     # one person create (customer 6), one deal create (order 6), one deal update (order 3's value)
     assert writes(sandbox) - before == 3
@@ -95,12 +90,12 @@ def test_payment_change_new_order_and_new_customer_send_exactly_those_writes(sou
 
 
 def test_a_value_edited_by_hand_in_the_crm_is_restored_by_the_next_run(sources: Path, sandbox: Sandbox) -> None:
-    run(sources, sandbox)
+    run_in(sources, sandbox)
     person_code, deal_code = codes(sandbox)
     _, deals = crm_state(sandbox, person_code, deal_code)
     sandbox.store.patch_record("deal", deals["2"][0]["id"], {"value": 1.0, "title": "edited by hand"})
     before = writes(sandbox)
-    outcome = run(sources, sandbox)
+    outcome = run_in(sources, sandbox)
     assert outcome.exit_code == EXIT_OK
     assert writes(sandbox) - before == 1
     assert_matches(sandbox, expected_from_csv(sources), person_code, deal_code)
@@ -111,7 +106,7 @@ def test_custom_fields_that_already_exist_under_random_keys_are_used_not_duplica
 ) -> None:
     person_code = sandbox.store.add_field("person", "CustomerID")
     deal_code = sandbox.store.add_field("deal", "OrderID")
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     assert codes(sandbox) == (person_code, deal_code)
     assert_matches(sandbox, expected_from_csv(sources), person_code, deal_code)
 
@@ -119,20 +114,20 @@ def test_custom_fields_that_already_exist_under_random_keys_are_used_not_duplica
 def test_remote_duplicates_are_reported_with_both_ids_and_never_get_a_third(sources: Path, sandbox: Sandbox) -> None:
     deal_code = sandbox.store.add_field("deal", "OrderID")
     ids = [sandbox.store.add_record("deal", {"title": "dup", "custom_fields": {deal_code: "2"}}) for _ in range(2)]
-    outcome = run(sources, sandbox)
+    outcome = run_in(sources, sandbox)
     assert outcome.exit_code == EXIT_PARTIAL
     deal_plan = next(e for e in outcome.report.plan["entities"] if e["entity"] == "deal")
     assert deal_plan["duplicates"] == 1
     assert sorted(deal_plan["sample_duplicates"][0]["ids"]) == sorted(ids)
     _, deals = crm_state(sandbox, codes(sandbox)[0], deal_code)
     assert len(deals["2"]) == 2
-    assert run(sources, sandbox).exit_code == EXIT_PARTIAL
+    assert run_in(sources, sandbox).exit_code == EXIT_PARTIAL
     _, deals = crm_state(sandbox, codes(sandbox)[0], deal_code)
     assert len(deals["2"]) == 2
 
 
 def test_dry_run_prints_the_plan_and_sends_no_write(sources: Path, sandbox: Sandbox) -> None:
-    outcome = run(sources, sandbox, dry_run=True)
+    outcome = run_in(sources, sandbox, dry_run=True)
     assert outcome.exit_code == EXIT_OK
     assert writes(sandbox) == 0
     assert sandbox.persons() == []
@@ -144,9 +139,9 @@ def test_dry_run_prints_the_plan_and_sends_no_write(sources: Path, sandbox: Sand
 
 
 def test_dry_run_after_a_change_shows_old_and_new_values(sources: Path, sandbox: Sandbox) -> None:
-    run(sources, sandbox)
+    run_in(sources, sandbox)
     write_sources(sources, CUSTOMERS, ORDERS, [*PAYMENTS, (5, 1, "coupon", 250)])
-    outcome = run(sources, sandbox, dry_run=True)
+    outcome = run_in(sources, sandbox, dry_run=True)
     deal = next(e for e in outcome.report.plan["entities"] if e["entity"] == "deal")
     assert deal["updates"] == 1
     assert deal["sample_updates"][0]["changes"]["value"] == {"old": 10.0, "new": 12.5}
@@ -157,19 +152,19 @@ def test_a_record_the_api_rejects_gives_exit_1_is_flagged_when_it_repeats_and_co
 ) -> None:
     # A customer with no name at all: Pipedrive answers 400 for the person, so its deal has no person either.
     write_sources(sources, [*CUSTOMERS, (7, "", "")], [*ORDERS, (7, 7, "2018-03-01", "placed")], PAYMENTS)
-    first = run(sources, sandbox)
+    first = run_in(sources, sandbox)
     assert first.exit_code == EXIT_PARTIAL
     assert first.report.failures_total == 2
     assert first.report.repeated_failures == 0
     assert {(f["entity"], f["external_id"]) for f in first.report.failures} == {("person", "7"), ("deal", "7")}
     assert first.report.counts["person"] == {"create:failed": 1, "create:ok": 5}
-    second = run(sources, sandbox)
+    second = run_in(sources, sandbox)
     assert second.exit_code == EXIT_PARTIAL
     assert second.report.repeated_failures == 2
     results = pl.read_csv(second.report.paths["results"])
     assert results.filter(pl.col("outcome") == "failed")["consecutive_failures"].to_list() == [2, 2]
     write_sources(sources, [*CUSTOMERS, (7, "Fixed", "Name")], [*ORDERS, (7, 7, "2018-03-01", "placed")], PAYMENTS)
-    assert run(sources, sandbox).exit_code == EXIT_OK
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
     assert_matches(sandbox, expected_from_csv(sources), *codes(sandbox))
 
 
@@ -186,14 +181,14 @@ def test_pipedrive_unavailable_after_retries_exits_1_without_writing(sources: Pa
 def test_bad_input_raises_exit_2_before_any_request_reaches_pipedrive(sources: Path, sandbox: Sandbox) -> None:
     (sources / "raw_payments.csv").write_text("id,order_id,payment_method,amount\n1,1,coupon,ten\n")
     with pytest.raises(DataError) as info:
-        run(sources, sandbox)
+        run_in(sources, sandbox)
     assert info.value.exit_code == EXIT_INPUT
     assert "raw_payments.csv" in str(info.value)
     assert sum(sandbox.stats()["requests"].values()) == 0
 
 
 def test_dry_run_against_an_account_without_the_custom_fields_creates_nothing(sources: Path, sandbox: Sandbox) -> None:
-    outcome = run(sources, sandbox, dry_run=True)
+    outcome = run_in(sources, sandbox, dry_run=True)
     assert outcome.exit_code == EXIT_OK
     assert sandbox.store.fields["person"].custom_fields() == []
     assert sandbox.store.fields["deal"].custom_fields() == []
@@ -213,7 +208,7 @@ def test_sigterm_while_reading_pipedrive_stops_without_waiting_for_all_pages(sou
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     try:
-        outcome = run(sources, sandbox)
+        outcome = run_in(sources, sandbox)
     finally:
         timer.cancel()
     assert outcome.exit_code == EXIT_PARTIAL

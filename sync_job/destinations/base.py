@@ -42,6 +42,8 @@ class Plan:
     entities: tuple[EntityPlan, ...]
     estimated_tokens: int | None = None  # API tokens the writes will cost, when the destination has a budget
     estimated_seconds: float | None = None  # at the destination's rate limit
+    tokens_per_day: int | None = None  # what the destination's daily budget allows this job (Pipedrive)
+    days_needed: int | None = None  # days the writes need at that budget, counting what is left today
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

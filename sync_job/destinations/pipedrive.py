@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,10 +16,9 @@ from sync_job.config import PipedriveSettings
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
-from sync_job.pipedrive import payloads
+from sync_job.pipedrive import ledger, payloads, ration, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient, WriteResult
-from sync_job.pipedrive.fields import FieldMissing
-from sync_job.pipedrive.frames import empty_frame
+from sync_job.pipedrive.remote import RemoteReader
 
 log = logging.getLogger(__name__)
 
@@ -37,50 +38,121 @@ class PipedriveDestination:
         dry_run: bool = False,
         ui: RunConsole | None = None,
         grace_seconds: float = GRACE_SECONDS,
+        snapshot_path: Path | None = None,
+        ledger_path: Path | None = None,
+        full_read: bool = False,
+        recreate_fields: bool = False,
     ) -> None:
         self.client = client
         self.settings = settings
         self.dry_run = dry_run
         self.ui = ui or RunConsole(rich_output=False)
         self.grace_seconds = grace_seconds
+        self.snapshot_path = snapshot_path
+        self.ledger_path = ledger_path
+        self.client.budget.share = settings.max_budget_share
+        self.reader = RemoteReader(
+            client,
+            settings,
+            self.ui,
+            snapshot_path=snapshot_path,
+            ledger_path=ledger_path,
+            full_read=full_read,
+            recreate_fields=recreate_fields,
+            dry_run=dry_run,
+        )
+        self._day: str | None = None  # today in Pipedrive's clock, once a response has told it
+        self._order_dates = pl.DataFrame(schema={"external_id": pl.Utf8, "order_date": pl.Date})
         self._codes: dict[Entity, str | None] = {}
         self._remote_persons = pl.DataFrame()
-
-    async def _field(self, entity: Entity, name: str) -> str | None:
-        # A dry run must not create the custom field; a missing field just means nothing matches yet.
-        try:
-            return await self.client.resolve_field(entity, name, create=not self.dry_run)
-        except FieldMissing:
-            return None
-
-    async def _read(self, entity: Entity, code: str | None) -> pl.DataFrame:
-        if code is None:
-            return empty_frame(entity)
-        frames = []
-        async for page in self.client.iter_pages(entity, code):
-            frames.append(page)
-            self.ui.advance(f"reading {entity}s", page.height)
-        total = sum(frame.height for frame in frames)
-        self.ui.advance(f"reading {entity}s", 0, total=total)  # the bar ends full, even for an empty CRM
-        if not frames:
-            return empty_frame(entity)
-        return pl.concat(frames, how="vertical", rechunk=True)
+        self._next: snapshot.Snapshot | None = None  # what this run's read saw; the apply adds its own writes
+        self._written: dict[Entity, list[dict[str, Any]]] = {"person": [], "deal": []}
+        self._refused = 0  # writes the CRM refused with a 4xx other than 429
 
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
-        self._codes["person"] = await self._field("person", self.settings.person_id_field)
-        self._codes["deal"] = await self._field("deal", self.settings.deal_id_field)
-        remote_persons = await self._read("person", self._codes["person"])
-        remote_deals = await self._read("deal", self._codes["deal"])
+        remote = await self.reader.read()
+        self._codes, self._next, self._day = remote.codes, remote.next_snapshot, remote.day
+        remote_persons, remote_deals = remote.persons, remote.deals
         self._remote_persons = remote_persons
         persons = diff.diff_persons(diff.desired_persons(customers), remote_persons)
         deals = diff.diff_deals(diff.desired_deals(combined, self.settings.currency), remote_deals, remote_persons)
         plan = Plan(entities=(persons, deals))
-        tokens, seconds = diff.estimate(
-            plan, {"person": remote_persons.height, "deal": remote_deals.height}, self.client.limiter.general.limit
+        # The run's whole cost: the reads it made (incremental ones cost what changed) plus 5 tokens per write.
+        tokens, seconds = diff.estimate(plan, {}, self.client.limiter.general.limit)
+        tokens += self.client.stats.tokens_used
+        self._order_dates = combined.select(pl.col("order_id").cast(pl.Utf8).alias("external_id"), "order_date")
+        per_day = self.client.budget.share_per_day
+        days = (
+            None
+            if per_day is None
+            else ration.days_needed(ration.write_tokens(plan), per_day, self.client.budget.available())
         )
-        return Plan(entities=plan.entities, estimated_tokens=tokens, estimated_seconds=round(seconds, 1))
+        return Plan(
+            entities=plan.entities,
+            estimated_tokens=tokens,
+            estimated_seconds=round(seconds, 1),
+            tokens_per_day=per_day,
+            days_needed=days,
+        )
+
+    def _save_snapshot(self) -> None:
+        """Store what the read saw plus this run's successful writes; the next run reads only what changed."""
+        if self._next is None or self.snapshot_path is None:
+            return
+        frames = {
+            entity: snapshot.record_writes(
+                entity, self._next.frame(entity), pl.DataFrame(rows, infer_schema_length=None)
+            )
+            for entity, rows in self._written.items()
+        }
+        taken = snapshot.with_frames(self._next, frames["person"], frames["deal"])
+        if self._refused:
+            # A record the snapshot holds may be gone (a person deleted by hand: no incremental read shows it).
+            reason = f"the previous run had {self._refused} write(s) refused by Pipedrive; the snapshot may be stale"
+            taken = replace(taken, meta=replace(taken.meta, stale_because=reason))
+        snapshot.save(self.snapshot_path, taken)
 
     async def apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
+        try:
+            available = self.client.budget.available()
+            if available is None or ration.write_tokens(plan) <= available:
+                await self._apply(plan, on_result, stop)
+                return
+            # Not all of it fits today: apply the slice that does, newest orders first, and say how long the rest takes.
+            cut = ration.ration(plan, self._order_dates, available)
+            reason = "not in today's API budget: a later run continues"
+            for entity in cut.rest.entities:
+                writes: tuple[tuple[Action, pl.DataFrame], ...] = (
+                    ("create", entity.creates),
+                    ("update", entity.updates),
+                )
+                for action, rows in writes:
+                    for row in rows.iter_rows(named=True):
+                        on_result(
+                            RecordResult(
+                                entity.entity, str(row["external_id"]), action, "skipped", row.get("id"), None, reason
+                            )
+                        )
+            await self._apply(cut.fits, on_result, stop)
+            raise BudgetExhausted(self._days_line(plan, cut, available))
+        finally:
+            self._save_snapshot()
+
+    def _days_line(self, plan: Plan, cut: ration.Ration, available: int) -> str:
+        budget = self.client.budget
+        line = (
+            f"{budget.binding()} paid for {cut.fits.writes} of {plan.writes} writes ({available} tokens were left); "
+            f"{cut.rest.writes} writes ({cut.rest_tokens} tokens) are left"
+        )
+        if (per_day := budget.share_per_day) is None:
+            return line + " for the next run, which continues with the newest orders"
+        days = ration.days_needed(cut.rest_tokens, per_day)
+        return (
+            f"{line}: {days} more day(s) at {per_day} tokens a day ({budget.share:.0%} of {budget.daily_limit}, "
+            "pipedrive.max_budget_share); the next run continues with the newest orders"
+        )
+
+    async def _apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
         persons, deals = plan.entities
         try:
             created = await self._apply_entity("person", persons, on_result, stop)
@@ -132,10 +204,13 @@ class PipedriveDestination:
                 )
                 raise
             except RowError as exc:
+                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                    self._refused += 1
                 report(action, row, "failed", destination_id=row.get("id"), status=exc.status, error=str(exc))
             else:
                 if action == "create":
                     created.append((str(row["external_id"]), result.pipedrive_id))
+                self._written[entity].append(snapshot.written_row(entity, row, result.pipedrive_id))
                 report(action, row, "ok", destination_id=result.pipedrive_id, status=result.status)
 
         async def worker() -> None:
@@ -209,4 +284,7 @@ class PipedriveDestination:
         return self.client.stats.as_dict()
 
     async def aclose(self) -> None:
+        if self._day is not None and self.ledger_path is not None:
+            budget = self.client.budget
+            ledger.save(self.ledger_path, ledger.Spent(self._day, budget.spent_earlier_today + budget.spent))
         await self.client.aclose()

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -19,7 +20,7 @@ from sync_job.errors import ConfigError, RowError, SourceError, TransientError, 
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
 from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, FieldMissing, create_field_body, match_custom_field
 from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
-from sync_job.pipedrive.lookup import find_external_id, reread_params, server_since
+from sync_job.pipedrive.lookup import find_external_id, reread_params, server_clock, server_since
 from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
 from sync_job.pipedrive.ratelimit import RateHeaders, RateLimiter
 from sync_job.pipedrive.retry import (
@@ -92,6 +93,10 @@ class PipedriveClient:
         self.budget = TokenBudget(max_tokens=max_tokens, reserve=budget_reserve)
         self.stats = ApiStats()
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
     # ---- one request -------------------------------------------------------------------------------------
 
     async def _send(
@@ -122,7 +127,9 @@ class PipedriveClient:
                 raise
         headers = RateHeaders.parse(response.headers)
         charged = response.status_code != 429  # a refused request is not charged (as the sandbox models it)
-        self.budget.finish(cost, charged=charged, daily_remaining=headers.daily_remaining)
+        self.budget.finish(
+            cost, charged=charged, daily_remaining=headers.daily_remaining, daily_limit=headers.daily_limit
+        )
         self.stats.tokens_used += cost if charged else 0
         self.stats.statuses[response.status_code] += 1
         if headers.daily_remaining is not None:
@@ -205,15 +212,33 @@ class PipedriveClient:
         kind: Kind = "fields" if path.endswith("Fields") else "list"
         while not pager.done:
             _, body = await self._call(kind, "GET", path, params={**params, **pager.params()}, use_reserve=use_reserve)
-            yield (body.get("data") or []) if isinstance(body, dict) else []
-            pager.advance(next_cursor(body))
+            data = (body.get("data") or []) if isinstance(body, dict) else []
+            yield data
+            pager.advance(next_cursor(body), len(data))
 
-    async def iter_pages(self, entity: Entity, field_code: str) -> AsyncIterator[pl.DataFrame]:
-        """The entity's records, one frame per page of 500 (remote columns, see frames.py)."""
+    async def iter_pages(
+        self, entity: Entity, field_code: str, *, updated_since: str | None = None, deleted: bool = False
+    ) -> AsyncIterator[pl.DataFrame]:
+        """The entity's records, one frame per page of 500 (remote columns, see frames.py).
+
+        With `updated_since` (RFC 3339), only records whose `update_time` is at or after it, oldest change first;
+        `deleted` lists deals deleted in the last 30 days instead of the live ones.
+        """
         path = f"/api/v2/{ENTITY_PLURAL[entity]}"
+        params: dict[str, str] = {"custom_fields": field_code}
+        if updated_since is not None:
+            params |= {"updated_since": updated_since, "sort_by": "update_time", "sort_direction": "asc"}
+        if deleted:
+            params["status"] = "deleted"
         with self._reading():
-            async for data in self._pages(path, {"custom_fields": field_code}):
+            async for data in self._pages(path, params):
                 yield page_frame(entity, data, field_code)
+
+    def server_now(self) -> datetime | None:
+        """Now in Pipedrive's clock: its last Date header plus the time since; None before any Date header."""
+        date, received = self._date or (None, None)
+        server = server_clock(time.time(), date, received)
+        return None if server is None else datetime.fromtimestamp(server, UTC)
 
     async def read_all(self, entity: Entity, field_code: str) -> pl.DataFrame:
         frames = [frame async for frame in self.iter_pages(entity, field_code)]

@@ -11,6 +11,10 @@ class FieldMissing(ConfigError):
     """The custom field does not exist and was not to be created (a dry run only reports it)."""
 
 
+class FieldGone(ConfigError):
+    """The external-id field existed on the previous run and is gone now: recreating it would double the CRM."""
+
+
 Entity = Literal["person", "deal"]
 
 FIELDS_PATH: dict[Entity, str] = {"person": "/api/v2/personFields", "deal": "/api/v2/dealFields"}

@@ -15,15 +15,22 @@ def rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def server_clock(local_epoch: float, date_header: str | None, received_at: float | None) -> float | None:
+    """Our wall-clock instant in the server's clock, from its last Date header; None without a usable one."""
+    if date_header is None or received_at is None:
+        return None
+    try:
+        offset = parsedate_to_datetime(date_header).timestamp() - received_at
+    except (TypeError, ValueError):
+        return None
+    return local_epoch + offset
+
+
 def server_since(local_epoch: float, date_header: str | None, received_at: float | None) -> float:
     """Our wall-clock instant in the server's clock (from its last Date header), minus a safety margin."""
-    if date_header is not None and received_at is not None:
-        try:
-            offset = parsedate_to_datetime(date_header).timestamp() - received_at
-        except (TypeError, ValueError):
-            pass
-        else:
-            return local_epoch + offset - SKEW_WITH_DATE
+    server = server_clock(local_epoch, date_header, received_at)
+    if server is not None:
+        return server - SKEW_WITH_DATE
     return local_epoch - SKEW_WITHOUT_DATE
 
 

@@ -38,18 +38,21 @@ class RateHeaders:
     reset: float | None = None  # seconds until the window frees up
     retry_after: float | None = None  # seconds (only the delta-seconds form is used)
     daily_remaining: int | None = None
+    daily_limit: int | None = None  # the company's daily token budget (undocumented header, read when present)
 
     @classmethod
     def parse(cls, headers: Mapping[str, str]) -> RateHeaders:
         limit = _number(headers, "x-ratelimit-limit")
         remaining = _number(headers, "x-ratelimit-remaining")
         daily = _number(headers, "x-daily-ratelimit-token-remaining")
+        daily_limit = _number(headers, "x-daily-ratelimit-token-limit")
         return cls(
             limit=int(limit) if limit else None,
             remaining=None if remaining is None else int(remaining),
             reset=_number(headers, "x-ratelimit-reset"),
             retry_after=_number(headers, "retry-after"),
             daily_remaining=None if daily is None else int(daily),
+            daily_limit=int(daily_limit) if daily_limit else None,
         )
 
     def wait_after_429(self, window: float = WINDOW_SECONDS) -> float:

@@ -158,6 +158,11 @@ class FieldRegistry:
         fd = FieldDef(code or new_field_code(), name, field_type, custom=True, description=description, options=opts)
         return self._add(fd)
 
+    def remove_custom(self, code: str) -> None:
+        """Delete a custom field (as in the UI); its values go with it."""
+        fd = self.by_code.pop(code)
+        self.fields.remove(fd)
+
     def custom_fields(self) -> list[FieldDef]:
         return [f for f in self.fields if f.custom]
 

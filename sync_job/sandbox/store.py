@@ -177,6 +177,17 @@ class Store:
             self.version += 1
             return self.fields[entity].add_custom(name, field_type, options=options).code
 
+    def delete_field(self, entity: Entity, code: str) -> None:
+        """Delete a custom field as if in the UI: the definition and every record's value of it are gone."""
+        with self.lock:
+            self.version += 1
+            self.fields[entity].remove_custom(code)
+            table = self.tables[entity]
+            for record_id, record in table.records.items():
+                if code in record["custom_fields"]:
+                    fields = {k: v for k, v in record["custom_fields"].items() if k != code}
+                    table.records[record_id] = {**record, "custom_fields": fields}
+
     def add_record(self, entity: Entity, data: dict[str, Any]) -> int:
         """Insert a record as is (explicit id, add_time, update_time, is_deleted allowed); returns its id."""
         with self.lock:

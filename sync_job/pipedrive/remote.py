@@ -1,0 +1,133 @@
+"""The remote side of the diff: Pipedrive's persons and deals, from the snapshot plus what changed, or in full."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sync_job.config import PipedriveSettings
+from sync_job.console import RunConsole
+from sync_job.pipedrive import ledger, snapshot
+from sync_job.pipedrive.client import Entity, PipedriveClient
+from sync_job.pipedrive.fields import ENTITY_PLURAL, FieldGone, FieldMissing
+from sync_job.pipedrive.frames import empty_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """What one read saw: the frames, the id fields' keys, and the snapshot to store after the apply."""
+
+    persons: pl.DataFrame
+    deals: pl.DataFrame
+    codes: dict[Entity, str | None]
+    next_snapshot: snapshot.Snapshot | None  # None: nothing to store (no Date header, or fields missing)
+    day: str | None  # today in Pipedrive's clock, for the budget ledger
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteReader:
+    client: PipedriveClient
+    settings: PipedriveSettings
+    ui: RunConsole
+    snapshot_path: Path | None = None  # None: no local state, every run reads the whole CRM
+    ledger_path: Path | None = None  # None: the budget share counts this run's spending only
+    full_read: bool = False
+    recreate_fields: bool = False
+    dry_run: bool = False
+
+    async def read(self) -> Remote:
+        """Persons and deals as a full read would see them: from the snapshot plus what changed, or in full."""
+        old = snapshot.load(self.snapshot_path) if self.snapshot_path is not None else None
+        # Field keys are remembered per CRM: a snapshot of another base URL says nothing about this one's fields.
+        same_crm = old is not None and snapshot.same_base_url(old.meta.base_url, self.client.base_url)
+        remembered = old.meta.field_codes if old is not None and same_crm else {}
+        codes: dict[Entity, str | None] = {
+            "person": await self._field("person", self.settings.person_id_field, remembered.get("person")),
+            "deal": await self._field("deal", self.settings.deal_id_field, remembered.get("deal")),
+        }
+        started = self.client.server_now()  # after the field lists: their Date header gives Pipedrive's clock
+        day = self._count_earlier_spending(started.strftime("%Y-%m-%d")) if started is not None else None
+        reason = None
+        if self.snapshot_path is not None and started is not None:
+            reason = snapshot.full_read_reason(
+                old,
+                base_url=self.client.base_url,
+                field_codes={str(entity): code for entity, code in codes.items()},
+                server_now=started,
+                full_read_every=self.settings.full_read_every,
+                forced=self.full_read,
+            )
+        if old is None or reason is not None or started is None:
+            if self.snapshot_path is not None:
+                log.info("full read of the CRM: %s", reason or "Pipedrive sent no Date header to date a snapshot by")
+            persons = await self._read("person", codes["person"])
+            deals = await self._read("deal", codes["deal"])
+            full_read_at = started
+        else:
+            since = old.meta.watermark
+            log.info("incremental read of the CRM: changes since %s (last full read %s)", since, old.meta.full_read_at)
+            changed_persons = await self._read("person", codes["person"], updated_since=since)
+            changed_deals = await self._read("deal", codes["deal"], updated_since=since)
+            deleted_deals = await self._read("deal", codes["deal"], updated_since=since, deleted=True)
+            persons = snapshot.merge("person", old.persons, changed_persons, [])
+            deals = snapshot.merge("deal", old.deals, changed_deals, deleted_deals["id"].to_list())
+            full_read_at = snapshot.parse_time(old.meta.full_read_at)
+        taken = None
+        if started is not None and full_read_at is not None and None not in codes.values():
+            meta = snapshot.Meta(
+                base_url=self.client.base_url,
+                field_codes={entity: str(code) for entity, code in codes.items()},
+                watermark=snapshot.next_watermark(started),
+                full_read_at=snapshot.rfc3339(full_read_at),
+            )
+            taken = snapshot.Snapshot(meta, persons, deals)
+        return Remote(persons, deals, codes, taken, day)
+
+    def _count_earlier_spending(self, day: str) -> str | None:
+        """Tell the budget what this job's earlier runs spent today; the day, when it is to be recorded."""
+        if self.ledger_path is None:
+            return None
+        earlier = ledger.load(self.ledger_path)
+        budget = self.client.budget
+        budget.spent_earlier_today = earlier.on(day) if earlier else 0
+        if budget.forget_earlier_if_reset():
+            log.info("Pipedrive's daily budget was reset since this job's earlier runs today: they no longer count")
+        return day
+
+    async def _field(self, entity: Entity, name: str, remembered: str | None) -> str | None:
+        try:
+            code: str | None = await self.client.resolve_field(entity, name, create=False)
+        except FieldMissing:
+            code = None
+        if remembered is not None and code != remembered and not self.recreate_fields:
+            # The field links records to source rows: under a new key every record looks unlinked, and the run
+            # would create a second person or deal for every row. A human decides.
+            now = "is gone from Pipedrive now" if code is None else f"was deleted and created again (key {code} now)"
+            raise FieldGone(
+                f"the {ENTITY_PLURAL[entity]} custom field {name!r} (key {remembered}) existed on the previous run "
+                f"and {now}: restore it, or run with --recreate-fields to accept a new one "
+                f"(every {entity} is then created again, next to the old ones)"
+            )
+        if code is not None or self.dry_run:  # a dry run must not create the field: nothing matches yet
+            return code
+        return await self.client.resolve_field(entity, name, create=True)
+
+    async def _read(self, entity: Entity, code: str | None, **query: Any) -> pl.DataFrame:
+        if code is None:
+            return empty_frame(entity)
+        frames = []
+        label = f"reading deleted {entity}s" if query.get("deleted") else f"reading {entity}s"
+        async for page in self.client.iter_pages(entity, code, **query):
+            frames.append(page)
+            self.ui.advance(label, page.height)
+        total = sum(frame.height for frame in frames)
+        self.ui.advance(label, 0, total=total)  # the bar ends full, even for an empty CRM
+        if not frames:
+            return empty_frame(entity)
+        return pl.concat(frames, how="vertical", rechunk=True)
