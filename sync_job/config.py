@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync_job.errors import ConfigError
 
@@ -75,6 +75,14 @@ class HistorySettings(_Strict):
 
 class NotifySettings(_Strict):
     on: list[RunStatus] = ["partial", "interrupted", "budget_exhausted", "failed"]  # statuses that alert
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads an unquoted `on:` key as the boolean True; the user meant "on".
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
 
 class MetricsSettings(_Strict):

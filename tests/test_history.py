@@ -18,21 +18,11 @@ from sync_job.report import RunReport, describe_sources
 from sync_job.sandbox.server import Sandbox
 from sync_job.sources.base import FetchedSource
 from sync_job.sources.store import RawStore, Validators
-from tests.e2e import TOKEN, settings_for, write_sources, writes
+from tests.e2e import TOKEN, config_file, settings_for, write_sources, writes
 
 CUSTOMERS = [(1, "Ada", "Lovelace"), (2, "Alan", "Turing")]
 ORDERS = [(10, 1, "2024-01-02", "placed"), (11, 2, "2024-01-03", "shipped")]
 PAYMENTS = [(100, 10, "card", 1250), (101, 11, "cash", 999)]
-
-
-def _config(folder: Path, base_url: str, extra: str = "") -> Path:
-    path = folder / "sync.yaml"
-    path.write_text(
-        f"sources:\n  customers: raw_customers.csv\n  orders: raw_orders.csv\n  payments: raw_payments.csv\n"
-        f"workdir: work\npipedrive:\n  base_url: {base_url}\n{extra}",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _report(run_id: str, **changes: object) -> RunReport:
@@ -82,7 +72,7 @@ def test_history_lists_runs_newest_first_with_their_writes_and_show_prints_one_r
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
-    config = _config(tmp_path, sandbox.url)
+    config = config_file(tmp_path, sandbox.url)
     env = {"PIPEDRIVE_API_TOKEN": TOKEN}
     runner = CliRunner()
     assert runner.invoke(app, ["run", "--config", str(config), "--log-format", "json"], env=env).exit_code == 0
@@ -110,7 +100,7 @@ def test_history_lists_runs_newest_first_with_their_writes_and_show_prints_one_r
 
 def test_show_of_an_unknown_run_is_one_line_on_stderr_and_exit_2(tmp_path: Path) -> None:
     write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
-    result = CliRunner().invoke(app, ["show", "19990101", "--config", str(_config(tmp_path, "http://127.0.0.1:9"))])
+    result = CliRunner().invoke(app, ["show", "19990101", "--config", str(config_file(tmp_path, "http://127.0.0.1:9"))])
     assert result.exit_code == EXIT_INPUT
     assert result.stderr.count("\n") == 1
     assert "no run '19990101'" in result.stderr
