@@ -51,7 +51,8 @@ def rate(timeline: Sequence[Sequence[int]], limit_per_second: float | None, labe
         return _empty("no API requests in this run")
     seconds = max(int(p[0]) for p in timeline) + 1
     top = max([max(int(p[1]) for p in timeline), limit_per_second or 0, 1])
-    plot_w, plot_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    width, height = 2 * WIDTH, HEIGHT + 40  # drawn across the page's full width
+    plot_w, plot_h = width - 2 * PAD, height - 2 * PAD
     step = plot_w / seconds
 
     def y(v: float) -> float:
@@ -60,8 +61,8 @@ def rate(timeline: Sequence[Sequence[int]], limit_per_second: float | None, labe
     parts = [
         f'<line class="axis" x1="{PAD}" y1="{PAD + plot_h}" x2="{PAD + plot_w}" y2="{PAD + plot_h}"/>',
         f'<text class="lbl" x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{_num(top)}</text>',
-        f'<text class="lbl" x="{PAD + plot_w}" y="{HEIGHT - 8}" text-anchor="end">{seconds} s</text>',
-        f'<text class="lbl" x="{PAD}" y="{HEIGHT - 8}">0 s</text>',
+        f'<text class="lbl" x="{PAD + plot_w}" y="{height - 8}" text-anchor="end">{seconds} s</text>',
+        f'<text class="lbl" x="{PAD}" y="{height - 8}">0 s</text>',
     ]
     for second, answered, limited, failed in (tuple(int(v) for v in p[:4]) for p in timeline):
         x = PAD + second * step
@@ -86,13 +87,15 @@ def rate(timeline: Sequence[Sequence[int]], limit_per_second: float | None, labe
             f'<text class="lbl limitlbl" x="{PAD + plot_w}" y="{ly - 4:.1f}" text-anchor="end">'
             f"rate limit {_num(limit_per_second)}/s</text>"
         )
-    return _svg("".join(parts), label)
+    return _svg("".join(parts), label, width=width, height=height)
 
 
 def budget(used: int | None, remaining: int | None, label: str) -> Markup:
     """Tokens this run spent against what the day's budget had left before it."""
     if used is None:
         return _empty("no token accounting for this destination")
+    if remaining is None:
+        return _empty(f"{used} tokens used; the API reported no daily budget")
     total = used + (remaining or 0)
     share = used / total if total else 1.0
     inner = WIDTH - 2 * PAD
