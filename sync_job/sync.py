@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import httpx
 
-from sync_job import __version__, fetch, lock, shutdown
+from sync_job import __version__, fetch, lock, plans, shutdown
 from sync_job import combined as combined_module
 from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
 from sync_job.console import RunConsole
@@ -138,6 +138,8 @@ async def _run(settings: Settings, options: RunOptions, report: RunReport, repor
                 else:
                     report.plan = plan_summary(plan)
                     if options.dry_run:
+                        plan_path = await asyncio.to_thread(plans.write, plan, settings.workdir, report.run_id)
+                        report.paths["plan"] = str(plan_path)
                         ui.show_plan(report.plan)
                         report.status, report.exit_code = "dry_run", EXIT_OK
                     else:
