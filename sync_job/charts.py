@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT, PAD = 640, 180, 36
+MAX_COLUMNS = 600  # a longer run's requests/s are drawn per bucket of seconds
 
 
 def _svg(body: str, label: str, width: int = WIDTH, height: int = HEIGHT) -> Markup:
@@ -50,10 +51,11 @@ def rate(timeline: Sequence[Sequence[int]], limit_per_second: float | None, labe
     if not timeline:
         return _empty("no API requests in this run")
     seconds = max(int(p[0]) for p in timeline) + 1
-    top = max([max(int(p[1]) for p in timeline), limit_per_second or 0, 1])
+    timeline, width_s = _buckets(timeline, seconds)
+    top = max([max(p[1] / width_s for p in timeline), limit_per_second or 0, 1])
     width, height = 2 * WIDTH, HEIGHT + 40  # drawn across the page's full width
     plot_w, plot_h = width - 2 * PAD, height - 2 * PAD
-    step = plot_w / seconds
+    step = plot_w * width_s / seconds
 
     def y(v: float) -> float:
         return PAD + plot_h - plot_h * v / top
@@ -64,11 +66,12 @@ def rate(timeline: Sequence[Sequence[int]], limit_per_second: float | None, labe
         f'<text class="lbl" x="{PAD + plot_w}" y="{height - 8}" text-anchor="end">{seconds} s</text>',
         f'<text class="lbl" x="{PAD}" y="{height - 8}">0 s</text>',
     ]
-    for second, answered, limited, failed in (tuple(int(v) for v in p[:4]) for p in timeline):
-        x = PAD + second * step
+    for bucket, answered, limited, failed in timeline:
+        x, second, per_second = PAD + bucket * step, bucket * width_s, answered / width_s
         parts.append(
-            f'<rect class="bar" x="{x:.1f}" y="{y(answered):.1f}" width="{max(step - 1, 0.5):.1f}" '
-            f'height="{PAD + plot_h - y(answered):.1f}"><title>{second} s: {answered} requests</title></rect>'
+            f'<rect class="bar" x="{x:.1f}" y="{y(per_second):.1f}" width="{max(step - 1, 0.5):.1f}" '
+            f'height="{PAD + plot_h - y(per_second):.1f}">'
+            f"<title>{second} s: {_num(per_second)} requests/s</title></rect>"
         )
         if limited:
             parts.append(
@@ -88,6 +91,17 @@ def rate(timeline: Sequence[Sequence[int]], limit_per_second: float | None, labe
             f"rate limit {_num(limit_per_second)}/s</text>"
         )
     return _svg("".join(parts), label, width=width, height=height)
+
+
+def _buckets(timeline: Sequence[Sequence[int]], seconds: int) -> tuple[list[tuple[int, int, int, int]], int]:
+    """Merge seconds into buckets so a long run draws at most MAX_COLUMNS columns; returns them and their width."""
+    width_s = -(-seconds // MAX_COLUMNS)  # ceiling division
+    merged: dict[int, list[int]] = {}
+    for point in timeline:
+        counts = merged.setdefault(int(point[0]) // width_s, [0, 0, 0])
+        for i in range(3):
+            counts[i] += int(point[i + 1])
+    return [(b, c[0], c[1], c[2]) for b, c in sorted(merged.items())], width_s
 
 
 def budget(used: int | None, remaining: int | None, label: str) -> Markup:

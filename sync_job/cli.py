@@ -231,7 +231,7 @@ def history(
         from sync_job import history as history_module
 
         settings = config_module.load(config)
-        rows = [history_module.row(r) for r in history_module.load(settings.workdir)[:limit]]
+        rows = [history_module.row(r) for r in history_module.load(settings.workdir, limit=limit)]
         typer.echo(history_module.as_json(rows) if as_json else history_module.table(rows))
 
     _guard(body)

@@ -36,10 +36,12 @@ class HistoryRow:
     duration_seconds: float | None
 
 
-def load(workdir: Path) -> list[RunReport]:
-    """Every readable run report, newest first; an unreadable file is logged and left out."""
-    reports = []
+def load(workdir: Path, limit: int | None = None) -> list[RunReport]:
+    """The readable run reports, newest first (at most `limit`); an unreadable file is logged and left out."""
+    reports: list[RunReport] = []
     for path in sorted((workdir / "reports").glob("*.json"), reverse=True):
+        if limit is not None and len(reports) >= limit:
+            break
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             reports.append(RunReport.from_dict(data))

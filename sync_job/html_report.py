@@ -88,7 +88,7 @@ def write(report: RunReport, workdir: Path) -> Path:
     rejected_dir = report.paths.get("rejected")
     page = render(
         report,
-        history.load(workdir)[: TREND_RUNS - 1],
+        history.load(workdir, limit=TREND_RUNS),  # may hold this run's report.json from an earlier write
         rejected_samples(Path(rejected_dir) if rejected_dir else None),
     )
     reports = workdir / "reports"

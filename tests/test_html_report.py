@@ -237,3 +237,14 @@ def test_the_demo_ends_by_printing_the_html_reports_path(tmp_path: Path) -> None
     page = Path(last.removeprefix("demo: HTML report -> "))
     assert page.is_file()
     assert page.parent == tmp_path / "demo" / "reports"
+
+
+def test_a_long_runs_requests_per_second_are_drawn_in_at_most_600_averaged_columns() -> None:
+    from sync_job import charts
+
+    three_hours = [[s, 40, 1 if s == 5000 else 0, 0] for s in range(3 * 3600)]
+    svg = str(charts.rate(three_hours, 50.0, "requests"))
+    titles = re.findall(r"<title>(\d+) s: ([\d.]+) requests/s</title>", svg)
+    assert len(titles) == 600
+    assert {rate for _, rate in titles} == {"40"}  # 18 s per column, 40 requests in each second
+    assert svg.count('class="mark429"') == 1
