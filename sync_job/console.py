@@ -77,7 +77,7 @@ class RunConsole:
             )
         self.console.print(table)
         for line in sample_lines(summary):
-            self.console.print(f"  {line}", markup=False, highlight=False)
+            self.console.print(f"  {line}", markup=False, highlight=False, no_wrap=True, overflow="ellipsis")
         if summary.get("estimated_tokens") is not None:
             self.console.print(
                 f"Estimated API tokens: {summary['estimated_tokens']}, "
@@ -93,10 +93,16 @@ class RunConsole:
                 counts=report.counts,
                 failures=report.failures_total,
                 report=report.paths.get("report"),
+                html_report=report.paths.get("html"),
+                plan=report.paths.get("plan"),
             )
             return
         if report.dry_run:
             self.console.print(f"Dry run: no write request was sent. Report: {report.paths.get('report')}")
+            if report.paths.get("plan"):
+                self.console.print(f"The whole plan: {report.paths['plan']}")
+            if report.paths.get("html"):
+                self.console.print(f"HTML report: {report.paths['html']}")
             return
         title = f"{report.status.upper()}  (run {report.run_id})"
         table = Table(title=title, min_width=len(title) + 4)  # wide enough that the title does not wrap
@@ -126,3 +132,5 @@ class RunConsole:
                 f"{api.get('retries', 0)} retries, {api.get('tokens_used', '?')} tokens"
             )
         self.console.print(f"Report: {report.paths.get('report')}")
+        if report.paths.get("html"):
+            self.console.print(f"HTML report: {report.paths['html']}")
