@@ -161,3 +161,25 @@ def test_history_keep_days_must_be_positive(tmp_path: Path) -> None:
     write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
     with pytest.raises(ConfigError, match=r"history\.keep_days"):
         settings_for(tmp_path, "http://127.0.0.1:9", history={"keep_days": 0})
+
+
+def test_an_unreadable_report_is_left_out_of_the_history_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sync_job.report import write_report
+
+    write_report(_report("20260101T030000.000000Z-1", status="ok"), tmp_path)
+    (tmp_path / "reports" / "20260102T030000.000000Z-2.json").write_text("{not json", encoding="utf-8")
+    assert [r.run_id for r in history.load(tmp_path)] == ["20260101T030000.000000Z-1"]
+    assert "skipping unreadable report" in caplog.text
+
+
+def test_a_run_with_the_null_reporter_writes_only_the_json_report(tmp_path: Path, sandbox: Sandbox) -> None:
+    from sync_job.reporters import NullReporter
+
+    write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
+    settings = settings_for(tmp_path, sandbox.url)
+    outcome = sync.run(settings, sync.RunOptions(token=TOKEN, base_url=sandbox.url, reporter=NullReporter()))
+    assert outcome.exit_code == 0
+    assert sorted(p.name for p in (settings.workdir / "reports").iterdir()) == [f"{outcome.report.run_id}.json"]
+    assert not (settings.workdir / "report.html").exists()
