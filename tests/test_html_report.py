@@ -144,6 +144,10 @@ def test_a_run_writes_its_page_and_the_latest_copy(tmp_path: Path, sandbox: Sand
     saved = json.loads((settings.workdir / "report.json").read_text(encoding="utf-8"))
     assert saved["paths"]["html"] == str(page)
     assert "customer 9 does not exist" in page.read_text(encoding="utf-8")  # a rejected row's sample
+    # The requests/s chart's data: every request of the run, counted in the second it was answered.
+    api = saved["api"]
+    assert sum(answered for _, answered, _, _ in api["timeline"]) == api["requests_total"] > 0
+    assert api["rate_limit_per_2s"] == 1000  # the sandbox fixture's burst, from x-ratelimit-limit
 
 
 # ---- in a real browser --------------------------------------------------------------------------------------
