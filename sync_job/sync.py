@@ -78,6 +78,8 @@ def run(settings: Settings, options: RunOptions) -> RunOutcome:
             return asyncio.run(_run(settings, options, report, reporter))
         except Exception as exc:
             # A run that stopped on an error is history too, and the one people most need to hear about.
+            if report.ended_at:  # it failed after the run was recorded (showing the summary): do not record twice
+                raise
             report.status, report.message = "failed", first_line(exc)
             report.exit_code = getattr(exc, "exit_code", EXIT_INTERNAL)
             try:

@@ -183,3 +183,25 @@ def test_a_run_with_the_null_reporter_writes_only_the_json_report(tmp_path: Path
     assert outcome.exit_code == 0
     assert sorted(p.name for p in (settings.workdir / "reports").iterdir()) == [f"{outcome.report.run_id}.json"]
     assert not (settings.workdir / "report.html").exists()
+
+
+def test_a_run_is_handed_to_the_reporter_once_even_when_the_reporter_fails(tmp_path: Path, sandbox: Sandbox) -> None:
+    from sync_job.config import Settings
+
+    class Failing:
+        def __init__(self) -> None:
+            self.written: list[str] = []
+
+        def write(self, report: RunReport, settings: Settings) -> None:
+            self.written.append(report.status)
+
+        def publish(self, report: RunReport, settings: Settings) -> None:
+            raise RuntimeError("the reporter broke")
+
+    write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
+    reporter = Failing()
+    with pytest.raises(RuntimeError, match="the reporter broke"):
+        sync.run(
+            settings_for(tmp_path, sandbox.url), sync.RunOptions(token=TOKEN, base_url=sandbox.url, reporter=reporter)
+        )
+    assert reporter.written == ["ok"]
