@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import io
+import uuid
 from pathlib import Path
 
 import polars as pl
+import pytest
 from rich.console import Console
 
 from sync_job import plans, sync
+from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.console import RunConsole
 from sync_job.destinations.base import EntityPlan, Plan
 from sync_job.report import RunReport
 from sync_job.sandbox.server import Sandbox
 from tests.e2e import TOKEN, codes, crm_state, settings_for, write_sources, writes
+from tests.pg_server import PgServer
 
 NO_DUPLICATES = pl.DataFrame(schema={"key": pl.Utf8, "ids": pl.List(pl.Int64)})
 
@@ -100,3 +104,21 @@ def test_the_summary_table_on_a_terminal_is_as_wide_as_its_title() -> None:
     report.counts = {"deal": {"create:ok": 3}}
     ui.show_summary(report)
     assert "BUDGET_EXHAUSTED  (run 20260301T030000.000000Z-42)" in out.getvalue().splitlines()[0]
+
+
+def test_a_postgres_dry_run_plans_each_changed_column_old_to_new(
+    tmp_path: Path, pg: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers, orders = [(1, "Ada", "Lovelace")], [(10, 1, "2020-01-01", "placed"), (11, 1, "2020-01-02", "placed")]
+    write_sources(tmp_path, customers, orders, [(1, 10, "card", 1250), (2, 11, "card", 500)])
+    monkeypatch.setenv(POSTGRES_DSN_ENV, pg.dsn)
+    table = f"orders_{uuid.uuid4().hex[:8]}"
+    settings = settings_for(tmp_path, "http://unused.invalid", destination={"kind": "postgres", "table": table})
+    assert sync.run(settings, sync.RunOptions()).exit_code == 0
+    write_sources(tmp_path, customers, orders, [(1, 10, "card", 1250), (2, 11, "card", 750)])
+    outcome = sync.run(settings, sync.RunOptions(dry_run=True))
+    plan = pl.read_csv(outcome.report.paths["plan"], infer_schema=False)
+    assert sorted(plan.rows()) == [
+        ("row", "11", "update", "amount_cents", "500", "750"),
+        ("row", "11", "update", "value", "5.0", "7.5"),
+    ]
