@@ -229,6 +229,50 @@ def run(
 
 
 @app.command()
+def history(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """List past runs, newest first, from the reports in the workdir.
+
+    Example: sync-job history --config conf/sync.yaml --limit 10
+    """
+
+    def body() -> None:
+        from sync_job import config as config_module
+        from sync_job import history as history_module
+
+        settings = config_module.load(config)
+        rows = [history_module.row(r) for r in history_module.load(settings.workdir, limit=limit)]
+        typer.echo(history_module.as_json(rows) if as_json else history_module.table(rows))
+
+    _guard(body)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id from `sync-job history` (a unique prefix is enough).")],
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole JSON report.")] = False,
+) -> None:
+    """Show one past run: its summary and its failures.
+
+    Example: sync-job show 20261202T031500 --config conf/sync.yaml
+    """
+
+    def body() -> None:
+        from sync_job import config as config_module
+        from sync_job import history as history_module
+
+        settings = config_module.load(config)
+        report = history_module.find(settings.workdir, run_id)
+        typer.echo(report.to_json() if as_json else history_module.details(report))
+
+    _guard(body)
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where combined.csv, results and the report go.")] = Path(
         ".sync-job/demo"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 from datetime import timedelta
@@ -10,13 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync_job.errors import ConfigError
 
 TOKEN_ENV = "PIPEDRIVE_API_TOKEN"  # noqa: S105 -- the variable name, not a secret
 BASE_URL_ENV = "PIPEDRIVE_BASE_URL"
 POSTGRES_DSN_ENV = "SYNC_JOB_POSTGRES_DSN"
+WEBHOOK_URL_ENV = "SYNC_JOB_WEBHOOK_URL"  # a secret: alerts go there; never logged
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 DEFAULT_VALUE_EXPRESSION = "amount_cents / 100"
 
@@ -83,6 +85,30 @@ class DestinationSettings(_Strict):
         return value
 
 
+RunStatus = Literal["ok", "partial", "interrupted", "budget_exhausted", "dry_run", "failed"]
+
+
+class HistorySettings(_Strict):
+    keep_days: Annotated[int, Field(ge=1)] = 90  # reports, results and plans older than this are pruned
+
+
+class NotifySettings(_Strict):
+    on: list[RunStatus] = ["partial", "interrupted", "budget_exhausted", "failed"]  # statuses that alert
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads an unquoted `on:` key as the boolean True; the user meant "on".
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+class MetricsSettings(_Strict):
+    pushgateway_url: str | None = None  # e.g. http://pushgateway.monitoring:9091; unset: no metrics pushed
+    job: str = "sync_job"  # the Pushgateway's job label
+
+
 class Settings(_Strict):
     sources: Sources
     workdir: Path = Path(".sync-job")
@@ -91,11 +117,19 @@ class Settings(_Strict):
     destination: DestinationSettings = DestinationSettings()
     s3: S3Settings = S3Settings()
     fetch: FetchSettings = FetchSettings()
+    history: HistorySettings = HistorySettings()
+    notify: NotifySettings = NotifySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def base_url(self) -> str:
         """The Pipedrive base URL: the environment wins over the file."""
         return os.environ.get(BASE_URL_ENV) or self.pipedrive.base_url
+
+
+def fingerprint(settings: Settings) -> str:
+    """SHA-256 of the effective settings (no secrets live in them): the run history shows when the config changed."""
+    return hashlib.sha256(settings.model_dump_json().encode("utf-8")).hexdigest()
 
 
 def api_token() -> str:
@@ -104,6 +138,11 @@ def api_token() -> str:
     if not token:
         raise ConfigError(f"{TOKEN_ENV} is not set: export the Pipedrive API token in the environment")
     return token
+
+
+def webhook_url() -> str | None:
+    """Where alerts go, only ever from the environment (the URL itself is the credential); None: no alerts."""
+    return os.environ.get(WEBHOOK_URL_ENV, "").strip() or None
 
 
 def postgres_dsn() -> str:

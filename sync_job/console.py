@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sync_job.plans import sample_lines
 from sync_job.report import RunReport
 
 log = logging.getLogger("sync_job.run")
@@ -75,11 +76,8 @@ class RunConsole:
                 str(entity.get("orphans", 0)),
             )
         self.console.print(table)
-        for entity in summary.get("entities", []):
-            for sample in entity.get("sample_creates", []):
-                self.console.print(f"  + {entity['entity']} {sample}")
-            for sample in entity.get("sample_updates", []):
-                self.console.print(f"  ~ {entity['entity']} {sample}")
+        for line in sample_lines(summary):
+            self.console.print(f"  {line}", markup=False, highlight=False, no_wrap=True, overflow="ellipsis")
         if summary.get("estimated_tokens") is not None:
             self.console.print(
                 f"Estimated API tokens: {summary['estimated_tokens']}, "
@@ -99,12 +97,19 @@ class RunConsole:
                 counts=report.counts,
                 failures=report.failures_total,
                 report=report.paths.get("report"),
+                html_report=report.paths.get("html"),
+                plan=report.paths.get("plan"),
             )
             return
         if report.dry_run:
             self.console.print(f"Dry run: no write request was sent. Report: {report.paths.get('report')}")
+            if report.paths.get("plan"):
+                self.console.print(f"The whole plan: {report.paths['plan']}")
+            if report.paths.get("html"):
+                self.console.print(f"HTML report: {report.paths['html']}")
             return
-        table = Table(title=f"{report.status.upper()}  (run {report.run_id})")
+        title = f"{report.status.upper()}  (run {report.run_id})"
+        table = Table(title=title, min_width=len(title) + 4)  # wide enough that the title does not wrap
         table.add_column("entity")
         table.add_column("action:outcome")
         table.add_column("records", justify="right")
@@ -131,3 +136,5 @@ class RunConsole:
                 f"{api.get('retries', 0)} retries, {api.get('tokens_used', '?')} tokens"
             )
         self.console.print(f"Report: {report.paths.get('report')}")
+        if report.paths.get("html"):
+            self.console.print(f"HTML report: {report.paths['html']}")

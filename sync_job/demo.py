@@ -45,6 +45,8 @@ def run_demo(workdir: Path, *, rich_output: bool) -> int:
         f"demo: combined.csv -> {first.report.paths.get('combined')}",
         f"demo: results of the first run -> {first.report.paths.get('results')}",
         f"demo: report -> {second.report_path}",
+        # Last, so it is what a person sees when the demo ends: the page to open in a browser.
+        f"demo: HTML report -> {second.report.paths.get('html', '(not written)')}",
     ]
     for line in lines:
         log.info("%s", line)

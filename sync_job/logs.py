@@ -11,7 +11,10 @@ from typing import Any, Literal
 
 LogFormat = Literal["auto", "json", "text"]
 
-_SECRET_ENVS = ("PIPEDRIVE_API_TOKEN", "SYNC_JOB_POSTGRES_DSN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_SECRET_ENVS = (
+    *("PIPEDRIVE_API_TOKEN", "SYNC_JOB_POSTGRES_DSN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+    "SYNC_JOB_WEBHOOK_URL",  # the alert webhook's URL is its credential (httpx logs request URLs with --verbose)
+)
 
 
 class RedactSecrets(logging.Filter):

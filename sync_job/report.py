@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import polars as pl
 
 from sync_job.destinations.base import RecordResult
+from sync_job.sources.base import FetchedSource
+from sync_job.sources.store import RawStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,11 @@ class RunReport:
     run_id: str
     destination: str
     dry_run: bool = False
+    started_at: str = ""  # UTC, ISO 8601
+    ended_at: str = ""
+    version: str = ""  # sync-job's version
+    config_sha256: str = ""  # of the effective settings, so a change of config shows in the history
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> uri, size, sha256 or etag
     status: str = "running"  # ok | partial | interrupted | budget_exhausted | dry_run | failed
     exit_code: int = 0
     message: str = ""
@@ -53,6 +61,12 @@ class RunReport:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        """A report read back from disk; keys this version does not know (or older files lack) are tolerated."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Phases:
@@ -139,6 +153,32 @@ def write_report(report: RunReport, workdir: Path) -> Path:
     _atomic_write(latest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     report.paths["report"] = str(latest)
     return latest
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def describe_sources(
+    fetched: dict[str, FetchedSource], uris: dict[str, str], workdir: Path
+) -> dict[str, dict[str, Any]]:
+    """What each source was: its (display) URI, size and ETag when the server gave one, else the file's SHA-256."""
+    store = RawStore(workdir)
+    out: dict[str, dict[str, Any]] = {}
+    for name, source in fetched.items():
+        validators = store.validators(name, uris[name]) if source.path == store.target(name) else None
+        fact: dict[str, Any] = {"uri": source.uri, "size": source.size}
+        if validators is not None and validators.etag:
+            fact["etag"] = validators.etag
+        else:
+            fact["sha256"] = _sha256(source.path)
+        out[name] = fact
+    return out
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def new_run_id() -> str:

@@ -12,14 +12,23 @@ from typing import TypeVar
 
 import httpx
 
+from sync_job import __version__, fetch, lock, plans, shutdown
 from sync_job import combined as combined_module
-from sync_job import fetch, lock, shutdown
-from sync_job.config import Settings, api_token, postgres_dsn
+from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
-from sync_job.errors import EXIT_OK, EXIT_PARTIAL, BudgetExhausted, Interrupted
-from sync_job.report import Phases, ResultCollector, RunReport, new_run_id, write_report
+from sync_job.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, BudgetExhausted, Interrupted, first_line
+from sync_job.report import (
+    Phases,
+    ResultCollector,
+    RunReport,
+    describe_sources,
+    new_run_id,
+    utc_now,
+    write_report,
+)
+from sync_job.reporters import Reporter, StandardReporter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +46,7 @@ class RunOptions:
     grace_seconds: float = 20.0
     full_read: bool = False  # read the whole CRM even when the snapshot allows an incremental read
     recreate_fields: bool = False  # accept that an id custom field deleted in the CRM is created again
+    reporter: Reporter | None = None  # None: the standard set (HTML report, pruning, alert, metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +67,41 @@ def run(settings: Settings, options: RunOptions) -> RunOutcome:
     """One complete run under the workdir lock; a fatal input error raises before any write."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
     with lock.workdir_lock(settings.workdir):
-        return asyncio.run(_run(settings, options))
+        report = RunReport(
+            run_id=new_run_id(),
+            destination=settings.destination.kind,
+            dry_run=options.dry_run,
+            started_at=utc_now(),
+            version=__version__,
+            config_sha256=fingerprint(settings),
+        )
+        reporter = options.reporter or StandardReporter()
+        try:
+            return asyncio.run(_run(settings, options, report, reporter))
+        except Exception as exc:
+            # A run that stopped on an error is history too, and the one people most need to hear about.
+            if report.ended_at:  # it failed after the run was recorded (showing the summary): do not record twice
+                raise
+            report.status, report.message = "failed", first_line(exc)
+            report.exit_code = getattr(exc, "exit_code", EXIT_INTERNAL)
+            try:
+                _finish(report, settings, reporter)
+            except Exception as also:  # e.g. a full disk: the run's own error is the one to report
+                log.warning("could not record the failed run: %s: %s", type(also).__name__, first_line(also))
+            raise
 
 
-async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
+def _finish(report: RunReport, settings: Settings, reporter: Reporter) -> Path:
+    """Hand the finished run to the reporters and write report.json; returns its path."""
+    report.ended_at = utc_now()
+    reporter.write(report, settings)
+    path = write_report(report, settings.workdir)
+    reporter.publish(report, settings)
+    return path
+
+
+async def _run(settings: Settings, options: RunOptions, report: RunReport, reporter: Reporter) -> RunOutcome:
     ui = RunConsole(options.rich_output)
-    report = RunReport(run_id=new_run_id(), destination=settings.destination.kind, dry_run=options.dry_run)
     phases = Phases()
     # Credentials are checked first: a missing token must fail before minutes of fetching.
     destination = _open_destination(settings, options, ui)
@@ -72,6 +111,9 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
                 fetched = await _unless_stopped(fetch.fetch_all(settings), stopper.stop, "fetching")
             ui.event(
                 "fetched", sources={n: {"path": str(s.path), "downloaded": s.downloaded} for n, s in fetched.items()}
+            )
+            report.sources = await asyncio.to_thread(
+                describe_sources, fetched, settings.sources.model_dump(), settings.workdir
             )
             with phases.timed("transform"):
                 paths = {name: source.path for name, source in fetched.items()}
@@ -100,6 +142,8 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
                 else:
                     report.plan = plan_summary(plan)
                     if options.dry_run:
+                        plan_path = await asyncio.to_thread(plans.write, plan, settings.workdir, report.run_id)
+                        report.paths["plan"] = str(plan_path)
                         ui.show_plan(report.plan)
                         report.status, report.exit_code = "dry_run", EXIT_OK
                     else:
@@ -112,7 +156,7 @@ async def _run(settings: Settings, options: RunOptions) -> RunOutcome:
         report.api = destination.usage()
         await destination.aclose()
         report.durations = phases.durations
-    path = write_report(report, settings.workdir)
+    path = _finish(report, settings, reporter)
     ui.show_summary(report)
     return RunOutcome(report.exit_code, report, path)
 

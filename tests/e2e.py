@@ -118,3 +118,14 @@ def writes(sandbox: Any) -> int:
 def codes(sandbox: Any) -> tuple[str, str]:
     """The sandbox's CustomerID and OrderID field codes (each must exist exactly once)."""
     return field_code(sandbox, "person", "CustomerID"), field_code(sandbox, "deal", "OrderID")
+
+
+def config_file(folder: Path, base_url: str, extra_yaml: str = "") -> Path:
+    """folder/sync.yaml over the CSVs write_sources made, workdir folder/work; `extra_yaml` adds top-level keys."""
+    path = folder / "sync.yaml"
+    path.write_text(
+        f"sources:\n  customers: raw_customers.csv\n  orders: raw_orders.csv\n  payments: raw_payments.csv\n"
+        f"workdir: work\npipedrive:\n  base_url: {base_url}\n{extra_yaml}",
+        encoding="utf-8",
+    )
+    return path

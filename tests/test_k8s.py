@@ -178,3 +178,47 @@ def test_kustomization_applies_everything_but_the_secret_example() -> None:
         assert (K8S / name).is_file()
     container_image = load("cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert container_image.split(":")[0] in {image["name"] for image in kustomization["images"]}
+
+
+# ---- observability: the alert webhook, the Pushgateway and the PrometheusRule ------------------------------
+
+PROMETHEUS_RULE = K8S / "monitoring" / "prometheusrule.yaml"
+
+
+def test_the_alert_webhook_comes_from_an_optional_secret(container: dict[str, Any]) -> None:
+    """The URL is a credential: from a Secret only, and a cluster without that Secret still runs the job."""
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["SYNC_JOB_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref["optional"] is True
+    assert "value" not in env["SYNC_JOB_WEBHOOK_URL"]
+    assert ref["name"] != load("secret.example.yaml")["metadata"]["name"]  # its own Secret, created on demand
+
+
+def test_the_configmap_documents_the_pushgateway_url_as_an_optional_setting() -> None:
+    text = load("configmap.yaml")["data"]["sync.yaml"]
+    commented = "\n".join(line.strip().lstrip("#").rstrip() for line in text.splitlines() if "#" in line)
+    raw = yaml.safe_load(text)
+    raw["metrics"] = yaml.safe_load(commented.split("metrics:", 1)[1].split("\n", 2)[1].strip())
+    settings = config.parse(raw, origin=Path("/etc/sync-job/sync.yaml"))
+    assert settings.metrics.pushgateway_url is not None
+    assert settings.metrics.pushgateway_url.startswith("http://")
+
+
+def test_the_prometheus_rule_alerts_on_failure_and_on_no_success_in_26_hours() -> None:
+    from sync_job import metrics
+    from sync_job.report import RunReport
+
+    rule = yaml.safe_load(PROMETHEUS_RULE.read_text(encoding="utf-8"))
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    rules = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert "sync_job_last_run_exit_code" in rules["SyncJobFailed"]["expr"]
+    assert "sync_job_last_success_timestamp_seconds" in rules["SyncJobNoSuccessIn26h"]["expr"]
+    assert "26 * 3600" in rules["SyncJobNoSuccessIn26h"]["expr"]
+    # Every metric a rule names is one a successful run pushes: a renamed metric cannot silence an alert.
+    report = RunReport("r", "pipedrive", status="ok", started_at="2026-01-01T00:00:00+00:00")
+    report.ended_at = "2026-01-01T00:00:01+00:00"
+    pushed = {m.name for m in metrics.registry(report).collect()}
+    for name, r in rules.items():
+        named = set(re.findall(r"\bsync_job_[a-z_]+", r["expr"]))
+        assert named, name
+        assert named <= pushed, (name, named - pushed)

@@ -120,6 +120,7 @@ class PipedriveClient:
                 self.budget.finish(cost, charged=charged, daily_remaining=None)
                 self.stats.tokens_used += cost if charged else 0
                 self.stats.statuses[0] += 1
+                self.stats.tick(0)
                 raise error from None  # the httpx error carries the request (and its headers): drop it
             except BaseException:
                 self.budget.finish(cost, charged=True, daily_remaining=None)
@@ -132,6 +133,7 @@ class PipedriveClient:
         )
         self.stats.tokens_used += cost if charged else 0
         self.stats.statuses[response.status_code] += 1
+        self.stats.tick(response.status_code, headers.limit)
         if headers.daily_remaining is not None:
             self.stats.daily_remaining = headers.daily_remaining
         self.limiter.observe(headers, search=search)

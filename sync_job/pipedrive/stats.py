@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +24,23 @@ class ApiStats:
     tokens_used: int = 0  # from the documented v2 costs
     daily_remaining: int | None = None  # last x-daily-ratelimit-token-remaining seen
     waited_seconds: float = 0.0  # time spent pacing or backing off for rate limits
+    rate_limit: int | None = None  # last x-ratelimit-limit seen: requests allowed per rolling 2 s window
+    # Second since the first request -> [answers, 429s, other retriable failures (5xx, no response)]:
+    # the HTML report's requests-per-second chart.
+    timeline: dict[int, list[int]] = field(default_factory=dict)
+    _t0: float | None = None
+
+    def tick(self, status: int, rate_limit: int | None = None) -> None:
+        """Count one answered (or failed) request in the second it finished."""
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        bucket = self.timeline.setdefault(int(now - self._t0), [0, 0, 0])
+        bucket[0] += 1
+        bucket[1] += status == 429
+        bucket[2] += status == 0 or status >= 500
+        if rate_limit:
+            self.rate_limit = rate_limit
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -37,4 +55,6 @@ class ApiStats:
             "tokens_used": self.tokens_used,
             "daily_remaining": self.daily_remaining,
             "rate_limit_wait_seconds": round(self.waited_seconds, 3),
+            "rate_limit_per_2s": self.rate_limit,
+            "timeline": [[second, *counts] for second, counts in sorted(self.timeline.items())],
         }
