@@ -31,7 +31,7 @@ LOCK_FLAGS ?=
 lock: $(BIN)/.installed  ## rewrite requirements.lock from pyproject.toml; run after changing dependencies
 	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --generate-hashes \
 	  --allow-unsafe --strip-extras --all-build-deps --no-emit-index-url --no-emit-find-links \
-	  --index-url https://pypi.org/simple --output-file requirements.lock pyproject.toml
+	  --output-file requirements.lock pyproject.toml
 
 # The air-gapped image build's input: the locked wheels for the image's platform, whatever machine downloads them.
 # The image's glibc (Debian 12: 2.36) runs manylinux wheels up to 2_36.
