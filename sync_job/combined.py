@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from sync_job import staging, transform
-from sync_job.errors import DataError, first_line
+from sync_job.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,23 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
     targets = [workdir / "combined.csv", rejected_dir / "orders.csv", rejected_dir / "payments.csv"]
     with staging.recycled(targets[0]) as combined_file, staging.staged(targets[1:]) as temps:
         outputs = _Outputs(combined_file, *temps)
-        unknown_orders, facts = _main_pass(plan(label_dates=True), outputs, paths, headers)
+        unknown_orders, facts, values = _main_pass(plan(label_dates=True), outputs, paths, headers)
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
+        if not transform.sums_fit(facts["orders"], facts["payments"]):
+            _check_sums(Path(paths["payments"]), frames["payments"])
+        unusable = transform.first_unusable_value(values)
+        if unusable is not None:
+            order, what = unusable
+            raise ConfigError(
+                f"value expression {value_expression!r} gives {what} for order {order}: "
+                f"every order needs a finite deal value below {transform.VALUE_LIMIT:.0e} in size"
+            )
         if facts["orders"]["unlabelled"]:
             log.info("some orders are dated outside %s..%s: writing combined.csv again", *transform.LABELLED_DAYS)
             combined_file.seek(0)
-            unknown_orders, facts = _main_pass(plan(label_dates=False), outputs, paths, headers)
+            unknown_orders, facts, _ = _main_pass(plan(label_dates=False), outputs, paths, headers)
         rejected_orders = int(facts["orders"]["rejected"])
         rejected_payments = int(unknown_orders["payment_count"].sum())
         exact = order_range is not None and transform.beyond_range_is_exact(
@@ -131,9 +140,9 @@ def _main_pass(
     outputs: _Outputs,
     paths: Mapping[str, Path],
     headers: Mapping[str, list[str]],
-) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
+) -> tuple[pl.DataFrame, dict[str, dict[str, Any]], dict[str, Any]]:
     """Stream combined.csv, the rejected orders (and payments beyond the orders) to `outputs` in one
-    pass; return the unknown orders and each source's check facts."""
+    pass; return the unknown orders, each source's check facts and the deal values' facts."""
     try:
         frames = pl.collect_all(
             [
@@ -141,6 +150,7 @@ def _main_pass(
                 result.rejected_orders.sink_csv(outputs.rejected_orders, lazy=True, maintain_order=False),
                 result.unknown_orders,
                 *(result.checks[name] for name in SOURCES),
+                result.values,
                 *_beyond_sink(result.beyond_orders, outputs.rejected_payments),
             ],
             engine="streaming",
@@ -148,7 +158,7 @@ def _main_pass(
     except pl.exceptions.PolarsError as exc:
         raise _locate_failure(paths, headers, exc) from None
     facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, frames[3:6], strict=True)}
-    return frames[2], facts
+    return frames[2], facts, frames[6].row(0, named=True)
 
 
 def _beyond_sink(beyond_orders: pl.LazyFrame | None, path: Path) -> list[pl.LazyFrame]:
@@ -255,7 +265,7 @@ def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | N
     """
     if not facts["rows"]:
         raise DataError(f"{path}: header only, no data rows")
-    if facts["missing"]:
+    if facts["invalid"]:
         raise _locate_failure({name: path}, {name: header}, None)
     if transform.keys_unique(facts):
         return
@@ -267,6 +277,17 @@ def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | N
         raise DataError(f"{path}: duplicate {name} {transform.KEY} {duplicate} on lines {where}")
 
 
+def _check_sums(path: Path, payments: pl.LazyFrame) -> None:
+    """Error path, when the pass could not prove every amount sum fits Int64: find the first that does not."""
+    over = transform.overflowing_sums(payments).head(1).collect(engine="streaming")
+    if over.height:
+        order, total = over.row(0)
+        raise DataError(
+            f"{path}: order {order}: its payments sum to {total} cents, "
+            f"more than a 64-bit amount holds ({transform.INT64_MAX})"
+        )
+
+
 def _locate_failure(
     paths: Mapping[str, Path], headers: Mapping[str, list[str]], exc: BaseException | None
 ) -> DataError:
@@ -275,10 +296,10 @@ def _locate_failure(
         path = Path(paths[name])
         found = transform.first_bad_value(name, _text_scan(name, path, header)).collect()
         if found.height:
-            row, column, values = found.row(0)
+            row, column, problem, values = found.row(0)
             value = values[column]
-            problem = "missing value" if value is None else f"{_problem(transform.SCHEMAS[name][column])}: {value!r}"
-            return DataError(f"{path}: line {_lines(path, [row])[0]}: {column}: {problem}")
+            shown = "" if value is None else f": {_shorten(value)!r}"
+            return DataError(f"{path}: line {_lines(path, [row])[0]}: {column}: {problem}{shown}")
     for name, header in headers.items():  # not a value problem: let the reader say what it is
         path = Path(paths[name])
         try:
@@ -288,8 +309,9 @@ def _locate_failure(
     return DataError(f"cannot combine the sources: {first_line(exc) if exc else 'unknown problem'}")
 
 
-def _problem(dtype: pl.DataType) -> str:
-    return "not a date (YYYY-MM-DD)" if dtype == pl.Date else "not a whole number"
+def _shorten(text: str, keep: int = 40) -> str:
+    """A value short enough for a one-line message: a huge field is shown by its start and its length."""
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text):,} characters)"
 
 
 def _text_scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:

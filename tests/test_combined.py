@@ -335,3 +335,74 @@ def test_sparse_unsorted_unique_ids_are_accepted(tmp_path: Path, workdir: Path) 
 def test_duplicate_among_sparse_ids_is_found(tmp_path: Path, workdir: Path) -> None:
     customers = "id,first_name,last_name\n900,Ann,A.\n5,Bob,B.\n70,Cy,C.\n5,Bo,B.\n"
     assert "duplicate customers id 5 on lines 3 and 5" in _fails(tmp_path, workdir, customers=customers)
+
+
+# ---- deal values and amount sums (issue 16) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "what", "order"),
+    [
+        ("amount_cents / 0", "an infinite value", 1),
+        ("sqrt(0 - amount_cents)", "NaN", 1),
+        ("NULL", "no value (NULL)", 1),
+        ("amount_cents / payment_count", "NaN", 2),  # 0 / 0: order 2 alone has no payments
+        ("amount_cents * 1e20", "too large a value", 1),
+    ],
+)
+def test_value_expression_giving_an_unusable_value_names_the_order_and_writes_nothing(
+    tmp_path: Path, workdir: Path, expression: str, what: str, order: int
+) -> None:
+    orders = ORDERS.replace("1,1,2018-01-01", "2,1,2018-01-01").replace("2,2,2018-01-02", "1,2,2018-01-02")
+    with pytest.raises(ConfigError) as caught:
+        build_combined(write_sources(tmp_path, orders=orders), workdir, expression)
+    assert str(caught.value) == (  # the lowest order id with the problem, though order 2 is read first
+        f"value expression {expression!r} gives {what} for order {order}: "
+        "every order needs a finite deal value below 1e+16 in size"
+    )
+    assert not (workdir / "combined.csv").exists()
+
+
+def test_a_usable_value_expression_after_a_failed_one_writes_normally(tmp_path: Path, workdir: Path) -> None:
+    paths = write_sources(tmp_path)
+    with pytest.raises(ConfigError):
+        build_combined(paths, workdir, "amount_cents / 0")
+    assert build_combined(paths, workdir, "amount_cents / 100").rows == 2
+
+
+def test_payment_sums_beyond_64_bits_are_a_data_error_naming_the_order(tmp_path: Path, workdir: Path) -> None:
+    payments = "id,order_id,payment_method,amount\n1,2,coupon,5\n2,1,coupon,9223372036854775807\n3,1,cash,1\n"
+    message = _fails(tmp_path, workdir, payments=payments)
+    assert message.endswith(
+        "raw_payments.csv: order 1: its payments sum to 9223372036854775808 cents, "
+        "more than a 64-bit amount holds (9223372036854775807)"
+    )
+
+
+def test_payment_sums_up_to_the_64_bit_limit_are_kept_exactly(tmp_path: Path, workdir: Path) -> None:
+    """The bound (most payments x largest amount) fails here, so the exact search runs and finds nothing."""
+    payments = "id,order_id,payment_method,amount\n1,1,coupon,9223372036854775800\n2,1,cash,7\n3,2,cash,9\n"
+    result = build_combined(write_sources(tmp_path, payments=payments), workdir, "payment_count")
+    sums = dict(read_combined(result.combined_path).select("order_id", "amount_cents").iter_rows())
+    assert sums == {1: 9223372036854775807, 2: 9}
+
+
+def test_negative_amount_names_line_and_value(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", "2,1,coupon,-250"))
+    assert message.endswith("raw_payments.csv: line 3: amount: negative (amounts are cents paid, 0 or more): '-250'")
+
+
+def test_a_huge_bad_value_is_shown_by_its_start_and_length(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", "2,1,coupon," + "9" * 300 + "x"))
+    assert message.endswith(f"line 3: amount: not a whole number: '{'9' * 40}... (301 characters)'")
+
+
+# ---- names and titles (issue 16) ---------------------------------------------------------------------------
+
+
+def test_titles_are_trimmed_and_collapsed_like_person_names(tmp_path: Path, workdir: Path) -> None:
+    customers = 'id,first_name,last_name\n1,"  Ann  ","  Lee "\n2,"Bob\nX",Ray\n3,"\t",Solo\n'
+    result = build_combined(write_sources(tmp_path, customers=customers), workdir, "amount_cents / 100")
+    titles = read_combined(result.combined_path).sort("order_id")["title"].to_list()
+    assert titles == ["Lee Ann", "Ray Bob X"]
+    assert read_customers(result.customers_path).height == 3
