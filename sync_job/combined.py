@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import functools
@@ -12,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -29,6 +30,9 @@ _ROW = "row"  # row-index column added on the error path only
 _NAME_SAMPLE = 50_000  # customers rows read up front to see whether names repeat (a few ms)
 _ORDER_SAMPLE = 10_000  # orders rows read up front to see whether the file is sorted by id
 _TAIL_BYTES = 64 * 1024  # enough to hold the last line of any orders file we have met
+_HEADER_BYTES = 64 * 1024  # a first line longer than this is no header: a binary file, or no line ends
+_SCAN_BYTES = 1 << 20
+_BLANK = b' \t\r\n,"'  # what a data line without a value consists of
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,17 +223,28 @@ def read_customers(path: Path) -> pl.DataFrame:
 
 
 def read_header(name: str, path: Path) -> list[str]:
-    """The header of a source; DataError if the file is empty, header-only or lacks a column."""
+    """The header of a source; DataError if the file is not CSV text, empty, header-only or lacks a column.
+
+    Reads a bounded amount, so a binary file, a sparse file of NULs or one endless line fails at once: the
+    header line (at most _HEADER_BYTES), the rest only until it meets a value, and the file's last block.
+    """
     expected = transform.SCHEMAS[name].names()
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            records = csv.reader(handle)
-            header = next(records, [])
-            has_data = any(any(field.strip() for field in record) for record in records)
+        with path.open("rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+            end = head.find(b"\n")
+            _check_text(path, head, end)
+            has_data = end >= 0 and _has_value(head[end + 1 :], handle)
     except FileNotFoundError:
         raise DataError(f"{path}: {name} file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {name} file ({exc.strerror})") from None
+    line = head if end < 0 else head[:end]
+    try:
+        text = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of the header)") from None
+        raise DataError(f"{path}: line 1: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
+    header = next(csv.reader([text.rstrip("\r")]), [])
     if not any(field.strip() for field in header):
         raise DataError(f"{path}: empty file, expected a header line with {', '.join(expected)}")
     found = [field.strip() for field in header]
@@ -248,6 +263,54 @@ def read_header(name: str, path: Path) -> list[str]:
     if not has_data:
         raise DataError(f"{path}: header only, no data rows")
     return found
+
+
+def _check_text(path: Path, head: bytes, end: int) -> None:
+    """DataError unless the file looks like UTF-8 text: no UTF-16, no NUL byte at its start, in a hole
+    (a sparse file reads as NULs) or in its last block, and a first line of sane length."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8")
+    nul = head.find(b"\0")
+    if nul >= 0:
+        line = head.count(b"\n", 0, nul) + 1
+        raise DataError(f"{path}: line {line}: NUL byte (byte {nul}): a binary file, not CSV text")
+    if end < 0 and len(head) == _HEADER_BYTES:
+        raise DataError(f"{path}: line 1 is longer than {_HEADER_BYTES // 1024} KiB: not a CSV header")
+    later = _nul_beyond(path, len(head))
+    if later is not None:
+        raise DataError(f"{path}: NUL bytes from byte {later} (a sparse, preallocated or damaged file): not CSV text")
+
+
+def _nul_beyond(path: Path, start: int) -> int | None:
+    """The offset of a NUL byte past `start` found cheaply (where the first hole's run of NULs starts, or in
+    the last block), or None."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if start >= size:
+            return None
+        try:
+            hole = os.lseek(handle.fileno(), start, os.SEEK_HOLE)
+        except OSError:  # a file system that cannot tell
+            hole = size
+        # A hole starts on a block boundary; the NULs may start earlier, in the block before it.
+        block_start = max(start, (hole if hole < size else size) - _TAIL_BYTES)
+        handle.seek(block_start)
+        block = handle.read(_TAIL_BYTES)
+    if hole < size:
+        return block_start + len(block.rstrip(b"\0"))
+    nul = block.find(b"\0")
+    return None if nul < 0 else block_start + nul
+
+
+def _has_value(rest: bytes, handle: BinaryIO) -> bool:
+    """Whether the data after the header holds any value (not only separators, quotes and blank lines)."""
+    block = rest
+    while True:
+        if block.translate(None, _BLANK):
+            return True
+        block = handle.read(_SCAN_BYTES)
+        if not block:
+            return False
 
 
 def scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
@@ -294,7 +357,10 @@ def _locate_failure(
     """Error path only: rescan the sources as text to name the file, line, column and value at fault."""
     for name, header in headers.items():
         path = Path(paths[name])
-        found = transform.first_bad_value(name, _text_scan(name, path, header)).collect()
+        try:
+            found = transform.first_bad_value(name, _text_scan(name, path, header)).collect()
+        except pl.exceptions.PolarsError as read_error:  # not even text: say where it stops being UTF-8
+            return _unreadable(name, path, read_error)
         if found.height:
             row, column, problem, values = found.row(0)
             value = values[column]
@@ -305,8 +371,37 @@ def _locate_failure(
         try:
             scan(name, path, header).select(pl.all().null_count()).collect(engine="streaming")
         except pl.exceptions.PolarsError as read_error:
-            return DataError(f"{path}: cannot read {name}: {first_line(read_error)}")
+            return _unreadable(name, path, read_error)
     return DataError(f"cannot combine the sources: {first_line(exc) if exc else 'unknown problem'}")
+
+
+def _unreadable(name: str, path: Path, read_error: BaseException) -> DataError:
+    where = _first_non_utf8(path)
+    if where is not None:
+        line, byte = where
+        return DataError(f"{path}: line {line}: not UTF-8 text (byte {byte}): save the file as UTF-8")
+    return DataError(f"{path}: cannot read {name}: {first_line(read_error)}")
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """Error path only: (line, byte offset) of the first byte that is not UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(_SCAN_BYTES):
+            pending = decoder.getstate()[0]  # the start of a character cut by the last block: no line ends
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                bad = exc.start - len(pending)  # exc.start counts from the start of pending + block
+                return lines + block.count(b"\n", 0, max(bad, 0)) + 1, offset + bad
+            offset += len(block)
+            lines += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return lines + 1, offset - len(decoder.getstate()[0])
+    return None
 
 
 def _shorten(text: str, keep: int = 40) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
 
 
-def _fails(tmp_path: Path, workdir: Path, **texts: str) -> str:
+def _fails(tmp_path: Path, workdir: Path, **texts: str | bytes) -> str:
     paths = write_sources(tmp_path, **texts)
     with pytest.raises(DataError) as caught:
         build_combined(paths, workdir, "amount_cents / 100")
@@ -400,9 +401,104 @@ def test_a_huge_bad_value_is_shown_by_its_start_and_length(tmp_path: Path, workd
 # ---- names and titles (issue 16) ---------------------------------------------------------------------------
 
 
+def _titles(tmp_path: Path, workdir: Path, customers: str) -> list[str]:
+    """The deal titles build_combined writes for these customers and the default orders, by order id."""
+    result = build_combined(write_sources(tmp_path, customers=customers), workdir, "amount_cents / 100")
+    return list(read_combined(result.combined_path).sort("order_id")["title"])
+
+
 def test_titles_are_trimmed_and_collapsed_like_person_names(tmp_path: Path, workdir: Path) -> None:
     customers = 'id,first_name,last_name\n1,"  Ann  ","  Lee "\n2,"Bob\nX",Ray\n3,"\t",Solo\n'
-    result = build_combined(write_sources(tmp_path, customers=customers), workdir, "amount_cents / 100")
-    titles = read_combined(result.combined_path).sort("order_id")["title"].to_list()
-    assert titles == ["Lee Ann", "Ray Bob X"]
-    assert read_customers(result.customers_path).height == 3
+    assert _titles(tmp_path, workdir, customers) == ["Lee Ann", "Ray Bob X"]
+
+
+# ---- hostile files (issue 16): one line naming the file and the problem, read no further than needed ---------
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through system calls so far (every thread, the Polars engine's too)."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["rchar"])
+
+
+def test_a_first_data_row_with_a_field_beyond_the_csv_modules_limit_is_read(tmp_path: Path, workdir: Path) -> None:
+    """The header check once parsed the first row with the csv module (131,072 characters at most): exit 70."""
+    long_name = "x" * 200_000
+    customers = f"id,first_name,last_name\n1,Michael,{long_name}\n2,Shawn,M.\n3,Kathleen,P.\n"
+    assert _titles(tmp_path, workdir, customers) == [f"{long_name} Michael", "M. Shawn"]
+
+
+@pytest.mark.parametrize("valid_start", [False, True])
+def test_a_huge_sparse_file_of_nuls_fails_at_once_without_reading_it(
+    tmp_path: Path, workdir: Path, valid_start: bool
+) -> None:
+    """10 GB of NULs (a hole), alone or after 100 KB of valid orders: found from a few blocks, not read."""
+    rows = "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 5000)) if valid_start else ""
+    paths = write_sources(tmp_path, orders="id,user_id,order_date,status\n" + rows if valid_start else "")
+    size = paths["orders"].stat().st_size
+    os.truncate(paths["orders"], 10 * 1024**3)
+    before = _bytes_read()
+    with pytest.raises(DataError) as caught:
+        build_combined(paths, workdir, "amount_cents / 100")
+    assert _bytes_read() - before < 16 * 1024**2
+    if valid_start:
+        assert str(caught.value) == (
+            f"{paths['orders']}: NUL bytes from byte {size} (a sparse, preallocated or damaged file): not CSV text"
+        )
+    else:
+        assert str(caught.value) == f"{paths['orders']}: line 1: NUL byte (byte 0): a binary file, not CSV text"
+    assert not (workdir / "combined.csv").exists()
+
+
+def test_nul_bytes_written_at_the_end_of_a_file_are_found_in_its_last_block(tmp_path: Path, workdir: Path) -> None:
+    rows = "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 5000))
+    text = ("id,user_id,order_date,status\n" + rows).encode() + b"\0" * 1000
+    message = _fails(tmp_path, workdir, orders=text)
+    assert message.endswith(
+        f"NUL bytes from byte {len(text) - 1000} (a sparse, preallocated or damaged file): not CSV text"
+    )
+
+
+def test_a_first_line_without_an_end_is_not_read_as_a_header(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, customers="id," * 100_000)
+    assert message.endswith("raw_customers.csv: line 1 is longer than 64 KiB: not a CSV header")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_text_is_named_as_such(tmp_path: Path, workdir: Path, encoding: str) -> None:
+    message = _fails(tmp_path, workdir, customers=CUSTOMERS.encode(encoding))
+    if encoding == "utf-16":  # with a byte order mark
+        assert message.endswith(
+            "raw_customers.csv: UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8"
+        )
+    else:
+        assert message.endswith("raw_customers.csv: line 1: NUL byte (byte 0): a binary file, not CSV text")
+
+
+def test_a_latin1_name_among_utf8_ones_names_its_line_and_byte(tmp_path: Path, workdir: Path) -> None:
+    rows = "".join(f"{i},Ann,Lee\n" for i in range(1, 3000)).encode()
+    customers = b"id,first_name,last_name\n" + rows + "3000,Zoë,Ray\n".encode("latin-1")
+    message = _fails(tmp_path, workdir, customers=customers)
+    byte = customers.index(b"\xeb")
+    assert message.endswith(f"raw_customers.csv: line 3001: not UTF-8 text (byte {byte}): save the file as UTF-8")
+
+
+def test_a_header_that_is_not_utf8_is_named(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, customers="id,first_name,last_nâme\n1,A,B\n".encode("latin-1"))
+    assert message.endswith("raw_customers.csv: line 1: not UTF-8 text (byte 20): save the file as UTF-8")
+
+
+def test_a_header_repeating_a_column_is_named(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, orders="id,user_id,order_date,status,id\n1,1,2018-01-01,placed,2\n")
+    assert message.endswith("raw_orders.csv: line 1: column 'id' appears twice in the header")
+
+
+@pytest.mark.parametrize("amount", ["12.50", "1e3", "0x10", "9223372036854775808"])
+def test_an_amount_that_is_not_a_whole_number_of_cents_is_named(tmp_path: Path, workdir: Path, amount: str) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", f"2,1,coupon,{amount}"))
+    assert message.endswith(f"raw_payments.csv: line 3: amount: not a whole number: {amount!r}")
+
+
+def test_crlf_file_with_a_quoted_line_break_in_a_name_gives_a_one_line_title(tmp_path: Path, workdir: Path) -> None:
+    customers = 'id,first_name,last_name\r\n1,"Mi\r\nchael",P.\r\n2,Zoë,"Nguyễn,\r\nJr."\r\n3,K,P.\r\n'
+    assert _titles(tmp_path, workdir, customers) == ["P. Mi chael", "Nguyễn, Jr. Zoë"]
