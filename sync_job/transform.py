@@ -199,9 +199,16 @@ def combine(
     )
 
 
+# Whitespace that `clean_text` changes: at an end, two in a row, or any but a plain space. Most names have
+# none, and testing for it costs half of rewriting every title (~0.25 CPU-s per million orders), so only
+# the text that has some is rewritten.
+_UNTIDY = r"^\s|\s$|\s\s|[^\S ]"
+
+
 def clean_text(text: pl.Expr) -> pl.Expr:
     """Trim and collapse whitespace runs, newlines included (Unicode-aware); missing becomes empty."""
-    return text.str.strip_chars().str.replace_all(r"\s+", " ").fill_null("")
+    tidy = text.str.strip_chars().str.replace_all(r"\s+", " ")
+    return pl.when(text.str.contains(_UNTIDY)).then(tidy).otherwise(text).fill_null("")
 
 
 def display_name(*parts: pl.Expr) -> pl.Expr:

@@ -95,6 +95,8 @@ def test_title_without_a_first_name_is_the_last_name_alone() -> None:
         ("  Ann  ", "  Lee ", "Lee Ann", "Ann Lee"),
         ("Bob\nX", "Ray", "Ray Bob X", "Bob X Ray"),
         ("\t", "Solo", "Solo", "Solo"),
+        ("Mary  Ann", "Lee", "Lee Mary Ann", "Mary Ann Lee"),
+        ("Jean Paul", "Le Pen", "Le Pen Jean Paul", "Jean Paul Le Pen"),  # already tidy: kept as it is
         ("Zoë\u00a0\u2003", " Nguyễn\r\n", "Nguyễn Zoë", "Zoë Nguyễn"),
         (None, None, "", ""),
     ],
