@@ -200,7 +200,7 @@ def combine(
 
 
 # Whitespace that `clean_text` changes: at an end, two in a row, or any but a plain space. Most names have
-# none, and testing for it costs half of rewriting every title (~0.25 CPU-s per million orders), so only
+# none, and testing for it costs half of rewriting every title (~0.15 CPU-s per million orders), so only
 # the text that has some is rewritten.
 _UNTIDY = r"^\s|\s$|\s\s|[^\S ]"
 
