@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from sync_job import staging, transform
-from sync_job.errors import ConfigError, DataError, first_line
+from sync_job.errors import ConfigError, DataError, InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
     targets = [workdir / "combined.csv", rejected_dir / "orders.csv", rejected_dir / "payments.csv"]
     with staging.recycled(targets[0]) as combined_file, staging.staged(targets[1:]) as temps:
         outputs = _Outputs(combined_file, *temps)
-        unknown_orders, facts, values = _main_pass(plan(label_dates=True), outputs, paths, headers)
+        unknown_orders, facts, values = _main_pass(plan(label_dates=True), outputs, paths, headers, value_expression)
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
@@ -103,7 +103,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
         if facts["orders"]["unlabelled"]:
             log.info("some orders are dated outside %s..%s: writing combined.csv again", *transform.LABELLED_DAYS)
             combined_file.seek(0)
-            unknown_orders, facts, _ = _main_pass(plan(label_dates=False), outputs, paths, headers)
+            unknown_orders, facts, _ = _main_pass(plan(label_dates=False), outputs, paths, headers, value_expression)
         rejected_orders = int(facts["orders"]["rejected"])
         rejected_payments = int(unknown_orders["payment_count"].sum())
         exact = order_range is not None and transform.beyond_range_is_exact(
@@ -144,6 +144,7 @@ def _main_pass(
     outputs: _Outputs,
     paths: Mapping[str, Path],
     headers: Mapping[str, list[str]],
+    value_text: str,
 ) -> tuple[pl.DataFrame, dict[str, dict[str, Any]], dict[str, Any]]:
     """Stream combined.csv, the rejected orders (and payments beyond the orders) to `outputs` in one
     pass; return the unknown orders, each source's check facts and the deal values' facts."""
@@ -160,7 +161,7 @@ def _main_pass(
             engine="streaming",
         )
     except pl.exceptions.PolarsError as exc:
-        raise _locate_failure(paths, headers, exc) from None
+        raise _locate_failure(paths, headers, exc, value_text) from None
     facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, frames[3:6], strict=True)}
     return frames[2], facts, frames[6].row(0, named=True)
 
@@ -352,9 +353,16 @@ def _check_sums(path: Path, payments: pl.LazyFrame) -> None:
 
 
 def _locate_failure(
-    paths: Mapping[str, Path], headers: Mapping[str, list[str]], exc: BaseException | None
-) -> DataError:
-    """Error path only: rescan the sources as text to name the file, line, column and value at fault."""
+    paths: Mapping[str, Path],
+    headers: Mapping[str, list[str]],
+    exc: BaseException | None,
+    value_text: str | None = None,
+) -> InputError:
+    """Error path only: rescan the sources as text to name the file, line, column and value at fault.
+
+    If the sources read cleanly and the failed pass computed deal values (`value_text`), the value
+    expression failed on some order: Decimal arithmetic (`amount_cents / 0.0`) raises where floats give inf.
+    """
     for name, header in headers.items():
         path = Path(paths[name])
         try:
@@ -372,6 +380,8 @@ def _locate_failure(
             scan(name, path, header).select(pl.all().null_count()).collect(engine="streaming")
         except pl.exceptions.PolarsError as read_error:
             return _unreadable(name, path, read_error)
+    if exc is not None and value_text is not None:
+        return ConfigError(f"value expression {value_text!r} cannot be computed for every order: {first_line(exc)}")
     return DataError(f"cannot combine the sources: {first_line(exc) if exc else 'unknown problem'}")
 
 

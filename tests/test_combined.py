@@ -364,6 +364,19 @@ def test_value_expression_giving_an_unusable_value_names_the_order_and_writes_no
     assert not (workdir / "combined.csv").exists()
 
 
+@pytest.mark.parametrize("expression", ["amount_cents / 0.0", "amount_cents * 1.0 / payment_count"])
+def test_decimal_division_by_zero_in_the_value_expression_names_the_expression(
+    tmp_path: Path, workdir: Path, expression: str
+) -> None:
+    """SQL reads 0.0 as a Decimal, whose division by zero raises inside the pass (it once blamed the sources)."""
+    with pytest.raises(ConfigError) as caught:
+        build_combined(write_sources(tmp_path), workdir, expression)
+    assert str(caught.value) == (
+        f"value expression {expression!r} cannot be computed for every order: division by zero Decimal"
+    )
+    assert not (workdir / "combined.csv").exists()
+
+
 def test_a_usable_value_expression_after_a_failed_one_writes_normally(tmp_path: Path, workdir: Path) -> None:
     paths = write_sources(tmp_path)
     with pytest.raises(ConfigError):
