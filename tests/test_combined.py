@@ -496,6 +496,20 @@ def test_a_latin1_name_among_utf8_ones_names_its_line_and_byte(tmp_path: Path, w
     assert message.endswith(f"raw_customers.csv: line 3001: not UTF-8 text (byte {byte}): save the file as UTF-8")
 
 
+def test_a_character_cut_by_a_read_block_is_not_taken_for_bad_utf8(tmp_path: Path, workdir: Path) -> None:
+    """The search reads 1 MiB blocks: a 'ë' split between two of them is fine, the Latin-1 one after it is not."""
+    head = b"id,first_name,last_name\n"
+    filler = b"".join(b"%d,Ann,Lee\n" % i for i in range(1, 200_000))
+    split = (1 << 20) - len(head) - 1  # the 'ë' of the next row starts on the last byte of the first block
+    rows = filler[: filler.rfind(b"\n", 0, split - 10) + 1]
+    rows += b"200000," + b"x" * (split - len(rows) - 7) + "ë,Ray\n".encode()
+    customers = head + rows + "200001,Zoë,Ray\n".encode("latin-1")
+    assert customers[(1 << 20) - 1 : (1 << 20) + 1] == "ë".encode()
+    message = _fails(tmp_path, workdir, customers=customers)
+    line, byte = customers.count(b"\n"), customers.rindex(b"\xeb")
+    assert message.endswith(f"raw_customers.csv: line {line}: not UTF-8 text (byte {byte}): save the file as UTF-8")
+
+
 def test_a_header_that_is_not_utf8_is_named(tmp_path: Path, workdir: Path) -> None:
     message = _fails(tmp_path, workdir, customers="id,first_name,last_nâme\n1,A,B\n".encode("latin-1"))
     assert message.endswith("raw_customers.csv: line 1: not UTF-8 text (byte 20): save the file as UTF-8")
