@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import functools
@@ -12,12 +13,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
 from sync_job import staging, transform
-from sync_job.errors import DataError, first_line
+from sync_job.errors import ConfigError, DataError, InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ _ROW = "row"  # row-index column added on the error path only
 _NAME_SAMPLE = 50_000  # customers rows read up front to see whether names repeat (a few ms)
 _ORDER_SAMPLE = 10_000  # orders rows read up front to see whether the file is sorted by id
 _TAIL_BYTES = 64 * 1024  # enough to hold the last line of any orders file we have met
+_HEADER_BYTES = 64 * 1024  # a first line longer than this is no header: a binary file, or no line ends
+_SCAN_BYTES = 1 << 20
+_BLANK = b' \t\r\n,"'  # what a data line without a value consists of
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +87,23 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
     targets = [workdir / "combined.csv", rejected_dir / "orders.csv", rejected_dir / "payments.csv"]
     with staging.recycled(targets[0]) as combined_file, staging.staged(targets[1:]) as temps:
         outputs = _Outputs(combined_file, *temps)
-        unknown_orders, facts = _main_pass(plan(label_dates=True), outputs, paths, headers)
+        unknown_orders, facts, values = _main_pass(plan(label_dates=True), outputs, paths, headers, value_expression)
         log.debug("main pass done after %.2fs", time.perf_counter() - started)
         for name in SOURCES:
             _check(name, Path(paths[name]), headers[name], facts[name])
+        if not transform.sums_fit(facts["orders"], facts["payments"]):
+            _check_sums(Path(paths["payments"]), frames["payments"])
+        unusable = transform.first_unusable_value(values)
+        if unusable is not None:
+            order, what = unusable
+            raise ConfigError(
+                f"value expression {value_expression!r} gives {what} for order {order}: "
+                f"every order needs a finite deal value below {transform.VALUE_LIMIT:.0e} in size"
+            )
         if facts["orders"]["unlabelled"]:
             log.info("some orders are dated outside %s..%s: writing combined.csv again", *transform.LABELLED_DAYS)
             combined_file.seek(0)
-            unknown_orders, facts = _main_pass(plan(label_dates=False), outputs, paths, headers)
+            unknown_orders, facts, _ = _main_pass(plan(label_dates=False), outputs, paths, headers, value_expression)
         rejected_orders = int(facts["orders"]["rejected"])
         rejected_payments = int(unknown_orders["payment_count"].sum())
         exact = order_range is not None and transform.beyond_range_is_exact(
@@ -131,9 +144,10 @@ def _main_pass(
     outputs: _Outputs,
     paths: Mapping[str, Path],
     headers: Mapping[str, list[str]],
-) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
+    value_text: str,
+) -> tuple[pl.DataFrame, dict[str, dict[str, Any]], dict[str, Any]]:
     """Stream combined.csv, the rejected orders (and payments beyond the orders) to `outputs` in one
-    pass; return the unknown orders and each source's check facts."""
+    pass; return the unknown orders, each source's check facts and the deal values' facts."""
     try:
         frames = pl.collect_all(
             [
@@ -141,14 +155,15 @@ def _main_pass(
                 result.rejected_orders.sink_csv(outputs.rejected_orders, lazy=True, maintain_order=False),
                 result.unknown_orders,
                 *(result.checks[name] for name in SOURCES),
+                result.values,
                 *_beyond_sink(result.beyond_orders, outputs.rejected_payments),
             ],
             engine="streaming",
         )
     except pl.exceptions.PolarsError as exc:
-        raise _locate_failure(paths, headers, exc) from None
+        raise _locate_failure(paths, headers, exc, value_text) from None
     facts = {name: frame.row(0, named=True) for name, frame in zip(SOURCES, frames[3:6], strict=True)}
-    return frames[2], facts
+    return frames[2], facts, frames[6].row(0, named=True)
 
 
 def _beyond_sink(beyond_orders: pl.LazyFrame | None, path: Path) -> list[pl.LazyFrame]:
@@ -209,17 +224,28 @@ def read_customers(path: Path) -> pl.DataFrame:
 
 
 def read_header(name: str, path: Path) -> list[str]:
-    """The header of a source; DataError if the file is empty, header-only or lacks a column."""
+    """The header of a source; DataError if the file is not CSV text, empty, header-only or lacks a column.
+
+    Reads a bounded amount, so a binary file, a sparse file of NULs or one endless line fails at once: the
+    header line (at most _HEADER_BYTES), the rest only until it meets a value, and the file's last block.
+    """
     expected = transform.SCHEMAS[name].names()
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            records = csv.reader(handle)
-            header = next(records, [])
-            has_data = any(any(field.strip() for field in record) for record in records)
+        with path.open("rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+            end = head.find(b"\n")
+            _check_text(path, head, end)
+            has_data = end >= 0 and _has_value(head[end + 1 :], handle)
     except FileNotFoundError:
         raise DataError(f"{path}: {name} file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {name} file ({exc.strerror})") from None
+    line = head if end < 0 else head[:end]
+    try:
+        text = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of the header)") from None
+        raise DataError(f"{path}: line 1: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
+    header = next(csv.reader([text.rstrip("\r")]), [])
     if not any(field.strip() for field in header):
         raise DataError(f"{path}: empty file, expected a header line with {', '.join(expected)}")
     found = [field.strip() for field in header]
@@ -240,6 +266,54 @@ def read_header(name: str, path: Path) -> list[str]:
     return found
 
 
+def _check_text(path: Path, head: bytes, end: int) -> None:
+    """DataError unless the file looks like UTF-8 text: no UTF-16, no NUL byte at its start, in a hole
+    (a sparse file reads as NULs) or in its last block, and a first line of sane length."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8")
+    nul = head.find(b"\0")
+    if nul >= 0:
+        line = head.count(b"\n", 0, nul) + 1
+        raise DataError(f"{path}: line {line}: NUL byte (byte {nul}): a binary file, not CSV text")
+    if end < 0 and len(head) == _HEADER_BYTES:
+        raise DataError(f"{path}: line 1 is longer than {_HEADER_BYTES // 1024} KiB: not a CSV header")
+    later = _nul_beyond(path, len(head))
+    if later is not None:
+        raise DataError(f"{path}: NUL bytes from byte {later} (a sparse, preallocated or damaged file): not CSV text")
+
+
+def _nul_beyond(path: Path, start: int) -> int | None:
+    """The offset of a NUL byte past `start` found cheaply (where the first hole's run of NULs starts, or in
+    the last block), or None."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if start >= size:
+            return None
+        try:
+            hole = os.lseek(handle.fileno(), start, os.SEEK_HOLE)
+        except OSError:  # a file system that cannot tell
+            hole = size
+        # A hole starts on a block boundary; the NULs may start earlier, in the block before it.
+        block_start = max(start, (hole if hole < size else size) - _TAIL_BYTES)
+        handle.seek(block_start)
+        block = handle.read(_TAIL_BYTES)
+    if hole < size:
+        return block_start + len(block.rstrip(b"\0"))
+    nul = block.find(b"\0")
+    return None if nul < 0 else block_start + nul
+
+
+def _has_value(rest: bytes, handle: BinaryIO) -> bool:
+    """Whether the data after the header holds any value (not only separators, quotes and blank lines)."""
+    block = rest
+    while True:
+        if block.translate(None, _BLANK):
+            return True
+        block = handle.read(_SCAN_BYTES)
+        if not block:
+            return False
+
+
 def scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
     """A lazy, typed scan of a checked source; extra columns are read as text and dropped."""
     schema = transform.SCHEMAS[name]
@@ -255,7 +329,7 @@ def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | N
     """
     if not facts["rows"]:
         raise DataError(f"{path}: header only, no data rows")
-    if facts["missing"]:
+    if facts["invalid"]:
         raise _locate_failure({name: path}, {name: header}, None)
     if transform.keys_unique(facts):
         return
@@ -267,29 +341,82 @@ def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | N
         raise DataError(f"{path}: duplicate {name} {transform.KEY} {duplicate} on lines {where}")
 
 
+def _check_sums(path: Path, payments: pl.LazyFrame) -> None:
+    """Error path, when the pass could not prove every amount sum fits Int64: find the first that does not."""
+    over = transform.overflowing_sums(payments).head(1).collect(engine="streaming")
+    if over.height:
+        order, total = over.row(0)
+        raise DataError(
+            f"{path}: order {order}: its payments sum to {total} cents, "
+            f"more than a 64-bit amount holds ({transform.INT64_MAX})"
+        )
+
+
 def _locate_failure(
-    paths: Mapping[str, Path], headers: Mapping[str, list[str]], exc: BaseException | None
-) -> DataError:
-    """Error path only: rescan the sources as text to name the file, line, column and value at fault."""
+    paths: Mapping[str, Path],
+    headers: Mapping[str, list[str]],
+    exc: BaseException | None,
+    value_text: str | None = None,
+) -> InputError:
+    """Error path only: rescan the sources as text to name the file, line, column and value at fault.
+
+    If the sources read cleanly and the failed pass computed deal values (`value_text`), the value
+    expression failed on some order: Decimal arithmetic (`amount_cents / 0.0`) raises where floats give inf.
+    """
     for name, header in headers.items():
         path = Path(paths[name])
-        found = transform.first_bad_value(name, _text_scan(name, path, header)).collect()
+        try:
+            found = transform.first_bad_value(name, _text_scan(name, path, header)).collect()
+        except pl.exceptions.PolarsError as read_error:  # not even text: say where it stops being UTF-8
+            return _unreadable(name, path, read_error)
         if found.height:
-            row, column, values = found.row(0)
+            row, column, problem, values = found.row(0)
             value = values[column]
-            problem = "missing value" if value is None else f"{_problem(transform.SCHEMAS[name][column])}: {value!r}"
-            return DataError(f"{path}: line {_lines(path, [row])[0]}: {column}: {problem}")
+            shown = "" if value is None else f": {_shorten(value)!r}"
+            return DataError(f"{path}: line {_lines(path, [row])[0]}: {column}: {problem}{shown}")
     for name, header in headers.items():  # not a value problem: let the reader say what it is
         path = Path(paths[name])
         try:
             scan(name, path, header).select(pl.all().null_count()).collect(engine="streaming")
         except pl.exceptions.PolarsError as read_error:
-            return DataError(f"{path}: cannot read {name}: {first_line(read_error)}")
+            return _unreadable(name, path, read_error)
+    if exc is not None and value_text is not None:
+        return ConfigError(f"value expression {value_text!r} cannot be computed for every order: {first_line(exc)}")
     return DataError(f"cannot combine the sources: {first_line(exc) if exc else 'unknown problem'}")
 
 
-def _problem(dtype: pl.DataType) -> str:
-    return "not a date (YYYY-MM-DD)" if dtype == pl.Date else "not a whole number"
+def _unreadable(name: str, path: Path, read_error: BaseException) -> DataError:
+    where = _first_non_utf8(path)
+    if where is not None:
+        line, byte = where
+        return DataError(f"{path}: line {line}: not UTF-8 text (byte {byte}): save the file as UTF-8")
+    return DataError(f"{path}: cannot read {name}: {first_line(read_error)}")
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """Error path only: (line, byte offset) of the first byte that is not UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(_SCAN_BYTES):
+            pending = decoder.getstate()[0]  # the start of a character cut by the last block: no line ends
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                bad = exc.start - len(pending)  # exc.start counts from the start of pending + block
+                return lines + block.count(b"\n", 0, max(bad, 0)) + 1, offset + bad
+            offset += len(block)
+            lines += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return lines + 1, offset - len(decoder.getstate()[0])
+    return None
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    """A value short enough for a one-line message: a huge field is shown by its start and its length."""
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text):,} characters)"
 
 
 def _text_scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:

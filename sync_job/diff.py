@@ -11,6 +11,7 @@ import polars as pl
 
 from sync_job.destinations.base import EntityPlan, Plan
 from sync_job.errors import DataError
+from sync_job.transform import clean_text, display_name
 
 PERSON_COMPARE: tuple[str, ...] = ("name",)
 DEAL_COMPARE: tuple[str, ...] = ("title", "value", "currency", "person_external_id")
@@ -34,10 +35,9 @@ def desired_persons(customers: Frame) -> pl.DataFrame:
     """
     lf = customers.lazy()
     id_col = "customer_id" if "customer_id" in lf.collect_schema().names() else "id"
-    name = pl.concat_str([pl.col("first_name"), pl.col("last_name")], separator=" ", ignore_nulls=True)
     return lf.select(
         pl.col(id_col).cast(pl.Utf8).alias("external_id"),
-        _clean(name).alias("name"),
+        display_name(pl.col("first_name"), pl.col("last_name")).alias("name"),
     ).collect()
 
 
@@ -253,11 +253,6 @@ def _updates(joined: pl.DataFrame, key: str, columns: list[str], compare: Sequen
     )
 
 
-def _clean(text: pl.Expr) -> pl.Expr:
-    """Trim and collapse whitespace runs (Unicode-aware); missing becomes empty."""
-    return text.str.strip_chars().str.replace_all(r"\s+", " ").fill_null("")
-
-
 def _cents(value: pl.Expr) -> pl.Expr:
     """Money to whole cents, half away from zero; round(6) first removes float noise (12.345*100 = 1234.4999…)."""
     return (value.cast(pl.Float64).fill_null(0.0) * 100).round(6).round(0, mode="half_away_from_zero").cast(pl.Int64)
@@ -267,7 +262,7 @@ def _differs(column: str) -> pl.Expr:
     new, old = pl.col(column), pl.col(f"old_{column}")
     if column in MONEY_COLUMNS:
         return _cents(new) != _cents(old)
-    return _clean(new.cast(pl.Utf8)) != _clean(old.cast(pl.Utf8))
+    return clean_text(new.cast(pl.Utf8)) != clean_text(old.cast(pl.Utf8))
 
 
 def _json(value: object) -> object:

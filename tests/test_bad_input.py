@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 from sync_job.cli import app
 from sync_job.errors import EXIT_INPUT, EXIT_PARTIAL
 from sync_job.sandbox.server import Sandbox
-from tests.e2e import TOKEN, write_sources
+from tests.e2e import TOKEN, write_sources, writes
 
 SYNC_JOB = str(Path(sys.executable).with_name("sync-job"))  # the installed console script
 
@@ -98,9 +98,9 @@ def config_file(folder: Path, **overrides: Any) -> Path:
     return path
 
 
-def invoke(config: Path, base_url: str, token: str | None = TOKEN) -> Result:
+def invoke(config: Path, base_url: str, token: str | None = TOKEN, *flags: str) -> Result:
     env = {"PIPEDRIVE_API_TOKEN": token, "PIPEDRIVE_BASE_URL": base_url}
-    return CliRunner().invoke(app, ["run", "--config", str(config), "--log-format", "json"], env=env)
+    return CliRunner().invoke(app, ["run", "--config", str(config), "--log-format", "json", *flags], env=env)
 
 
 def error_line(result: Result, *needles: str) -> str:
@@ -303,4 +303,88 @@ def test_header_only_file_is_named(folder: Path, sandbox: Sandbox) -> None:
     (folder / "raw_customers.csv").write_text("id,first_name,last_name\n", encoding="utf-8")
     line = error_line(invoke(config_file(folder), sandbox.url), "raw_customers.csv")
     assert "no rows" in line.lower() or "empty" in line.lower() or "header" in line.lower()
+    nothing_requested(sandbox)
+
+
+# ---- issue 16: deal values, amount sums, names, hostile files ------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [(), ("--dry-run",)])
+@pytest.mark.parametrize(
+    ("expression", "what"), [("amount_cents / 0", "an infinite value"), ("sqrt(0 - amount_cents)", "NaN")]
+)
+def test_value_expression_without_a_finite_value_exits_2_before_any_request(
+    folder: Path, sandbox: Sandbox, expression: str, what: str, flags: tuple[str, ...]
+) -> None:
+    """Once exit 70 after the persons were written (and exit 0 in a dry run)."""
+    result = invoke(config_file(folder, value=expression), sandbox.url, TOKEN, *flags)
+    error_line(result, f"value expression {expression!r} gives {what} for order 1")
+    nothing_requested(sandbox)
+
+
+def test_payment_sums_beyond_64_bits_exit_2_naming_the_order(folder: Path, sandbox: Sandbox) -> None:
+    """Once a deal worth -9.22e16 and exit 0."""
+    write_sources(folder, CUSTOMERS, ORDERS, [*PAYMENTS, (4, 2, "coupon", 2**63 - 1)])
+    error_line(invoke(config_file(folder), sandbox.url), "raw_payments.csv: order 2:", "more than a 64-bit amount")
+    nothing_requested(sandbox)
+
+
+def test_negative_amount_exits_2_naming_the_line(folder: Path, sandbox: Sandbox) -> None:
+    write_sources(folder, CUSTOMERS, ORDERS, [*PAYMENTS, (4, 2, "refund", -500)])
+    error_line(invoke(config_file(folder), sandbox.url), "raw_payments.csv: line 5: amount: negative", "'-500'")
+    nothing_requested(sandbox)
+
+
+def test_padded_names_with_line_breaks_give_one_line_person_names_and_deal_titles(
+    folder: Path, sandbox: Sandbox
+) -> None:
+    customers = [(1, "  Ann  ", "  Lee "), (2, "Bob\r\nX", "Ray"), (3, "Kathleen", "P.\t")]
+    write_sources(folder, customers, ORDERS, PAYMENTS)
+    result = invoke(config_file(folder), sandbox.url)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert sorted(p["name"] for p in sandbox.persons()) == ["Ann Lee", "Bob X Ray", "Kathleen P."]
+    assert sorted(d["title"] for d in sandbox.deals()) == ["Lee Ann", "P. Kathleen", "Ray Bob X"]
+    before = writes(sandbox)
+    again = invoke(config_file(folder), sandbox.url)  # and a second run finds them in sync
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert writes(sandbox) == before
+
+
+def test_a_first_row_with_a_field_over_131072_characters_syncs(folder: Path, sandbox: Sandbox) -> None:
+    write_sources(folder, [(1, "Michael", "P" * 200_000), *CUSTOMERS[1:]], ORDERS, PAYMENTS)
+    result = invoke(config_file(folder), sandbox.url)
+    assert result.exit_code == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert len(sandbox.persons()) == 3
+
+
+def test_sparse_10gb_file_of_nuls_in_a_real_process_prints_one_line_and_exits_2(folder: Path) -> None:
+    source = folder / "raw_orders.csv"
+    source.write_bytes(b"")
+    os.truncate(source, 10 * 1024**3)
+    env = {**os.environ, "PIPEDRIVE_API_TOKEN": TOKEN, "PIPEDRIVE_BASE_URL": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        [SYNC_JOB, "run", "--config", str(config_file(folder))], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {source}: line 1: NUL byte (byte 0): a binary file, not CSV text"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (folder / "work" / "combined.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (CSV_TEXT.encode("utf-16"), "UTF-16 text"),
+        (CSV_TEXT.replace("Shawn", "Zoë").encode("latin-1"), "line 3: not UTF-8 text"),
+        (b"id,first_name,last_name,id\n1,A,B,1\n", "column 'id' appears twice in the header"),
+        (CSV_TEXT.replace("3,Kathleen", "3.0,Kathleen").encode(), "line 4: id: not a whole number: '3.0'"),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "NUL byte"),
+    ],
+)
+def test_hostile_customers_file_exits_2_with_one_line_and_nothing_requested(
+    folder: Path, sandbox: Sandbox, content: bytes, needle: str
+) -> None:
+    (folder / "raw_customers.csv").write_bytes(content)
+    error_line(invoke(config_file(folder), sandbox.url), "raw_customers.csv", needle)
     nothing_requested(sandbox)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
 
 
-def _fails(tmp_path: Path, workdir: Path, **texts: str) -> str:
+def _fails(tmp_path: Path, workdir: Path, **texts: str | bytes) -> str:
     paths = write_sources(tmp_path, **texts)
     with pytest.raises(DataError) as caught:
         build_combined(paths, workdir, "amount_cents / 100")
@@ -335,3 +336,196 @@ def test_sparse_unsorted_unique_ids_are_accepted(tmp_path: Path, workdir: Path) 
 def test_duplicate_among_sparse_ids_is_found(tmp_path: Path, workdir: Path) -> None:
     customers = "id,first_name,last_name\n900,Ann,A.\n5,Bob,B.\n70,Cy,C.\n5,Bo,B.\n"
     assert "duplicate customers id 5 on lines 3 and 5" in _fails(tmp_path, workdir, customers=customers)
+
+
+# ---- deal values and amount sums (issue 16) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "what", "order"),
+    [
+        ("amount_cents / 0", "an infinite value", 1),
+        ("sqrt(0 - amount_cents)", "NaN", 1),
+        ("NULL", "no value (NULL)", 1),
+        ("amount_cents / payment_count", "NaN", 2),  # 0 / 0: order 2 alone has no payments
+        ("amount_cents * 1e20", "too large a value", 1),
+    ],
+)
+def test_value_expression_giving_an_unusable_value_names_the_order_and_writes_nothing(
+    tmp_path: Path, workdir: Path, expression: str, what: str, order: int
+) -> None:
+    orders = ORDERS.replace("1,1,2018-01-01", "2,1,2018-01-01").replace("2,2,2018-01-02", "1,2,2018-01-02")
+    with pytest.raises(ConfigError) as caught:
+        build_combined(write_sources(tmp_path, orders=orders), workdir, expression)
+    assert str(caught.value) == (  # the lowest order id with the problem, though order 2 is read first
+        f"value expression {expression!r} gives {what} for order {order}: "
+        "every order needs a finite deal value below 1e+16 in size"
+    )
+    assert not (workdir / "combined.csv").exists()
+
+
+@pytest.mark.parametrize("expression", ["amount_cents / 0.0", "amount_cents * 1.0 / payment_count"])
+def test_decimal_division_by_zero_in_the_value_expression_names_the_expression(
+    tmp_path: Path, workdir: Path, expression: str
+) -> None:
+    """SQL reads 0.0 as a Decimal, whose division by zero raises inside the pass (it once blamed the sources)."""
+    with pytest.raises(ConfigError) as caught:
+        build_combined(write_sources(tmp_path), workdir, expression)
+    assert str(caught.value) == (
+        f"value expression {expression!r} cannot be computed for every order: division by zero Decimal"
+    )
+    assert not (workdir / "combined.csv").exists()
+
+
+def test_a_usable_value_expression_after_a_failed_one_writes_normally(tmp_path: Path, workdir: Path) -> None:
+    paths = write_sources(tmp_path)
+    with pytest.raises(ConfigError):
+        build_combined(paths, workdir, "amount_cents / 0")
+    assert build_combined(paths, workdir, "amount_cents / 100").rows == 2
+
+
+def test_payment_sums_beyond_64_bits_are_a_data_error_naming_the_order(tmp_path: Path, workdir: Path) -> None:
+    payments = "id,order_id,payment_method,amount\n1,2,coupon,5\n2,1,coupon,9223372036854775807\n3,1,cash,1\n"
+    message = _fails(tmp_path, workdir, payments=payments)
+    assert message.endswith(
+        "raw_payments.csv: order 1: its payments sum to 9223372036854775808 cents, "
+        "more than a 64-bit amount holds (9223372036854775807)"
+    )
+
+
+def test_payment_sums_up_to_the_64_bit_limit_are_kept_exactly(tmp_path: Path, workdir: Path) -> None:
+    """The bound (most payments x largest amount) fails here, so the exact search runs and finds nothing."""
+    payments = "id,order_id,payment_method,amount\n1,1,coupon,9223372036854775800\n2,1,cash,7\n3,2,cash,9\n"
+    result = build_combined(write_sources(tmp_path, payments=payments), workdir, "payment_count")
+    sums = dict(read_combined(result.combined_path).select("order_id", "amount_cents").iter_rows())
+    assert sums == {1: 9223372036854775807, 2: 9}
+
+
+def test_negative_amount_names_line_and_value(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", "2,1,coupon,-250"))
+    assert message.endswith("raw_payments.csv: line 3: amount: negative (amounts are cents paid, 0 or more): '-250'")
+
+
+def test_a_huge_bad_value_is_shown_by_its_start_and_length(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", "2,1,coupon," + "9" * 300 + "x"))
+    assert message.endswith(f"line 3: amount: not a whole number: '{'9' * 40}... (301 characters)'")
+
+
+# ---- names and titles (issue 16) ---------------------------------------------------------------------------
+
+
+def _titles(tmp_path: Path, workdir: Path, customers: str) -> list[str]:
+    """The deal titles build_combined writes for these customers and the default orders, by order id."""
+    result = build_combined(write_sources(tmp_path, customers=customers), workdir, "amount_cents / 100")
+    return list(read_combined(result.combined_path).sort("order_id")["title"])
+
+
+def test_titles_are_trimmed_and_collapsed_like_person_names(tmp_path: Path, workdir: Path) -> None:
+    customers = 'id,first_name,last_name\n1,"  Ann  ","  Lee "\n2,"Bob\nX",Ray\n3,"\t",Solo\n'
+    assert _titles(tmp_path, workdir, customers) == ["Lee Ann", "Ray Bob X"]
+
+
+# ---- hostile files (issue 16): one line naming the file and the problem, read no further than needed ---------
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through system calls so far (every thread, the Polars engine's too)."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["rchar"])
+
+
+def test_a_first_data_row_with_a_field_beyond_the_csv_modules_limit_is_read(tmp_path: Path, workdir: Path) -> None:
+    """The header check once parsed the first row with the csv module (131,072 characters at most): exit 70."""
+    long_name = "x" * 200_000
+    customers = f"id,first_name,last_name\n1,Michael,{long_name}\n2,Shawn,M.\n3,Kathleen,P.\n"
+    assert _titles(tmp_path, workdir, customers) == [f"{long_name} Michael", "M. Shawn"]
+
+
+@pytest.mark.parametrize("valid_start", [False, True])
+def test_a_huge_sparse_file_of_nuls_fails_at_once_without_reading_it(
+    tmp_path: Path, workdir: Path, valid_start: bool
+) -> None:
+    """10 GB of NULs (a hole), alone or after 100 KB of valid orders: found from a few blocks, not read."""
+    rows = "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 5000)) if valid_start else ""
+    paths = write_sources(tmp_path, orders="id,user_id,order_date,status\n" + rows if valid_start else "")
+    size = paths["orders"].stat().st_size
+    os.truncate(paths["orders"], 10 * 1024**3)
+    before = _bytes_read()
+    with pytest.raises(DataError) as caught:
+        build_combined(paths, workdir, "amount_cents / 100")
+    assert _bytes_read() - before < 16 * 1024**2
+    if valid_start:
+        assert str(caught.value) == (
+            f"{paths['orders']}: NUL bytes from byte {size} (a sparse, preallocated or damaged file): not CSV text"
+        )
+    else:
+        assert str(caught.value) == f"{paths['orders']}: line 1: NUL byte (byte 0): a binary file, not CSV text"
+    assert not (workdir / "combined.csv").exists()
+
+
+def test_nul_bytes_written_at_the_end_of_a_file_are_found_in_its_last_block(tmp_path: Path, workdir: Path) -> None:
+    rows = "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 5000))
+    text = ("id,user_id,order_date,status\n" + rows).encode() + b"\0" * 1000
+    message = _fails(tmp_path, workdir, orders=text)
+    assert message.endswith(
+        f"NUL bytes from byte {len(text) - 1000} (a sparse, preallocated or damaged file): not CSV text"
+    )
+
+
+def test_a_first_line_without_an_end_is_not_read_as_a_header(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, customers="id," * 100_000)
+    assert message.endswith("raw_customers.csv: line 1 is longer than 64 KiB: not a CSV header")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_text_is_named_as_such(tmp_path: Path, workdir: Path, encoding: str) -> None:
+    message = _fails(tmp_path, workdir, customers=CUSTOMERS.encode(encoding))
+    if encoding == "utf-16":  # with a byte order mark
+        assert message.endswith(
+            "raw_customers.csv: UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8"
+        )
+    else:
+        assert message.endswith("raw_customers.csv: line 1: NUL byte (byte 0): a binary file, not CSV text")
+
+
+def test_a_latin1_name_among_utf8_ones_names_its_line_and_byte(tmp_path: Path, workdir: Path) -> None:
+    rows = "".join(f"{i},Ann,Lee\n" for i in range(1, 3000)).encode()
+    customers = b"id,first_name,last_name\n" + rows + "3000,Zoë,Ray\n".encode("latin-1")
+    message = _fails(tmp_path, workdir, customers=customers)
+    byte = customers.index(b"\xeb")
+    assert message.endswith(f"raw_customers.csv: line 3001: not UTF-8 text (byte {byte}): save the file as UTF-8")
+
+
+def test_a_character_cut_by_a_read_block_is_not_taken_for_bad_utf8(tmp_path: Path, workdir: Path) -> None:
+    """The search reads 1 MiB blocks: a 'ë' split between two of them is fine, the Latin-1 one after it is not."""
+    head = b"id,first_name,last_name\n"
+    filler = b"".join(b"%d,Ann,Lee\n" % i for i in range(1, 200_000))
+    split = (1 << 20) - len(head) - 1  # the 'ë' of the next row starts on the last byte of the first block
+    rows = filler[: filler.rfind(b"\n", 0, split - 10) + 1]
+    rows += b"200000," + b"x" * (split - len(rows) - 7) + "ë,Ray\n".encode()
+    customers = head + rows + "200001,Zoë,Ray\n".encode("latin-1")
+    assert customers[(1 << 20) - 1 : (1 << 20) + 1] == "ë".encode()
+    message = _fails(tmp_path, workdir, customers=customers)
+    line, byte = customers.count(b"\n"), customers.rindex(b"\xeb")
+    assert message.endswith(f"raw_customers.csv: line {line}: not UTF-8 text (byte {byte}): save the file as UTF-8")
+
+
+def test_a_header_that_is_not_utf8_is_named(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, customers="id,first_name,last_nâme\n1,A,B\n".encode("latin-1"))
+    assert message.endswith("raw_customers.csv: line 1: not UTF-8 text (byte 20): save the file as UTF-8")
+
+
+def test_a_header_repeating_a_column_is_named(tmp_path: Path, workdir: Path) -> None:
+    message = _fails(tmp_path, workdir, orders="id,user_id,order_date,status,id\n1,1,2018-01-01,placed,2\n")
+    assert message.endswith("raw_orders.csv: line 1: column 'id' appears twice in the header")
+
+
+@pytest.mark.parametrize("amount", ["12.50", "1e3", "0x10", "9223372036854775808"])
+def test_an_amount_that_is_not_a_whole_number_of_cents_is_named(tmp_path: Path, workdir: Path, amount: str) -> None:
+    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", f"2,1,coupon,{amount}"))
+    assert message.endswith(f"raw_payments.csv: line 3: amount: not a whole number: {amount!r}")
+
+
+def test_crlf_file_with_a_quoted_line_break_in_a_name_gives_a_one_line_title(tmp_path: Path, workdir: Path) -> None:
+    customers = 'id,first_name,last_name\r\n1,"Mi\r\nchael",P.\r\n2,Zoë,"Nguyễn,\r\nJr."\r\n3,K,P.\r\n'
+    assert _titles(tmp_path, workdir, customers) == ["P. Mi chael", "Nguyễn, Jr. Zoë"]

@@ -7,6 +7,7 @@ from datetime import date
 import polars as pl
 import pytest
 
+from sync_job.diff import desired_persons
 from sync_job.errors import ConfigError
 from sync_job.transform import (
     COMBINED_SCHEMA,
@@ -19,10 +20,14 @@ from sync_job.transform import (
     day_label,
     first_bad_value,
     first_duplicate,
+    first_unusable_value,
     keys_unique,
+    overflowing_sums,
     repetitive_names,
     source_checks,
+    sums_fit,
     value_expression,
+    value_facts,
 )
 
 CUSTOMERS = pl.LazyFrame(
@@ -84,6 +89,28 @@ def test_title_without_a_first_name_is_the_last_name_alone() -> None:
     assert set(result.combined.collect()["title"]) == {"Solo"}
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "title", "name"),
+    [
+        ("  Ann  ", "  Lee ", "Lee Ann", "Ann Lee"),
+        ("Bob\nX", "Ray", "Ray Bob X", "Bob X Ray"),
+        ("\t", "Solo", "Solo", "Solo"),
+        ("Mary  Ann", "Lee", "Lee Mary Ann", "Mary Ann Lee"),
+        ("Jean Paul", "Le Pen", "Le Pen Jean Paul", "Jean Paul Le Pen"),  # already tidy: kept as it is
+        ("Zoë\u00a0\u2003", " Nguyễn\r\n", "Nguyễn Zoë", "Zoë Nguyễn"),
+        (None, None, "", ""),
+    ],
+)
+def test_title_is_normalised_by_the_same_rule_as_the_person_name(
+    first: str | None, last: str | None, title: str, name: str
+) -> None:
+    """Trimmed, inner whitespace (newlines, tabs, no-break spaces) collapsed to one space, in both."""
+    customers = pl.LazyFrame({"id": [1], "first_name": [first], "last_name": [last]}, schema=CUSTOMERS_SCHEMA)
+    result = combine(customers, ORDERS, PAYMENTS, value_expression("amount_cents / 100"))
+    assert set(result.combined.collect()["title"]) == {title}
+    assert desired_persons(customers)["name"].to_list() == [name]
+
+
 def test_order_of_unknown_customer_is_rejected_with_reason() -> None:
     rejected = combine(CUSTOMERS, ORDERS, PAYMENTS, value_expression("amount_cents")).rejected_orders.collect()
     assert rejected.columns == [*ORDERS_SCHEMA.names(), "reason"]
@@ -131,7 +158,7 @@ def test_without_a_guessed_order_range_nothing_streams_beyond_it() -> None:
 def test_beyond_range_is_exact_only_for_the_true_range_and_all_orphans_outside(
     guess: tuple[int, int], beyond: int, rejected: int, exact: bool
 ) -> None:
-    orders = {"rows": 4, "missing": 0, "lo": 10, "hi": 13}
+    orders = {"rows": 4, "invalid": 0, "lo": 10, "hi": 13}
     assert beyond_range_is_exact(guess, orders, beyond, rejected) is exact
 
 
@@ -176,6 +203,42 @@ def test_invalid_value_expression_is_a_config_error_naming_it(text: str, problem
     assert repr(text) in str(caught.value)
 
 
+def test_value_facts_give_the_lowest_order_with_each_kind_of_unusable_value() -> None:
+    combined = pl.LazyFrame(
+        {"order_id": [7, 3, 5, 4, 9, 2, 8], "value": [None, float("nan"), float("inf"), -1e16, None, 12.5, 9.9e15]}
+    )
+    facts = value_facts(combined).collect().row(0, named=True)
+    assert facts == {"missing": 7, "nan": 3, "infinite": 5, "too_large": 4}
+    assert first_unusable_value(facts) == (3, "NaN")
+
+
+def test_value_facts_of_usable_values_find_nothing() -> None:
+    facts = value_facts(pl.LazyFrame({"order_id": [1, 2], "value": [0.0, -9.9e15]})).collect().row(0, named=True)
+    assert first_unusable_value(facts) is None
+
+
+def test_checks_bound_the_amount_sums_by_the_most_payments_times_the_largest_amount() -> None:
+    facts = _facts()
+    assert (facts["orders"]["most_payments"], facts["payments"]["largest"]) == (2, 1999)
+    assert sums_fit(facts["orders"], facts["payments"])
+    assert sums_fit({"most_payments": 2}, {"largest": 2**62 - 1})
+    assert not sums_fit({"most_payments": 2}, {"largest": 2**62})
+    assert sums_fit({"most_payments": None}, {"largest": None})  # no rows at all
+
+
+def test_overflowing_sums_are_found_exactly_beyond_int64() -> None:
+    payments = PAYMENTS.with_columns(amount=pl.Series([2**62, 2**62 - 1, 2**63 - 1, 1, 0]))
+    assert overflowing_sums(payments.with_columns(order_id=pl.Series([10, 10, 11, 11, 12]))).collect().rows() == [
+        (11, 2**63)
+    ]
+    assert overflowing_sums(payments).collect().is_empty()  # order 10: 2^62 + 2^62 - 1, the largest that fits
+
+
+def test_checks_count_a_negative_amount_as_invalid() -> None:
+    payments = PAYMENTS.with_columns(amount=pl.Series([1000, -1, 1999, 100, 700]))
+    assert _facts(payments=payments)["payments"]["invalid"] == 1
+
+
 def _facts(orders: pl.LazyFrame = ORDERS, payments: pl.LazyFrame = PAYMENTS) -> dict[str, dict[str, int]]:
     checks = combine(CUSTOMERS, orders, payments, value_expression("amount_cents")).checks
     return {name: frame.collect().row(0, named=True) for name, frame in checks.items()}
@@ -183,7 +246,7 @@ def _facts(orders: pl.LazyFrame = ORDERS, payments: pl.LazyFrame = PAYMENTS) -> 
 
 def test_checks_count_rows_key_ranges_and_rejected_orders() -> None:
     facts = _facts()
-    assert {name: (f["rows"], f["missing"], f["lo"], f["hi"]) for name, f in facts.items()} == {
+    assert {name: (f["rows"], f["invalid"], f["lo"], f["hi"]) for name, f in facts.items()} == {
         "customers": (3, 0, 1, 3),
         "orders": (4, 0, 10, 13),
         "payments": (5, 0, 1, 5),
@@ -197,13 +260,13 @@ def test_checks_count_rows_key_ranges_and_rejected_orders() -> None:
 )
 def test_checks_count_orders_missing_a_required_value(column: str, values: list[object]) -> None:
     orders = ORDERS.with_columns(pl.Series(column, values, dtype=ORDERS_SCHEMA[column]))
-    assert _facts(orders=orders)["orders"]["missing"] == values.count(None)
+    assert _facts(orders=orders)["orders"]["invalid"] == values.count(None)
 
 
 @pytest.mark.parametrize(("column", "values"), [("order_id", [10, None, 11, 13, 500]), ("amount", [1, 2, None, 4, 5])])
 def test_checks_count_payments_missing_a_required_value(column: str, values: list[object]) -> None:
     payments = PAYMENTS.with_columns(pl.Series(column, values, dtype=PAYMENTS_SCHEMA[column]))
-    assert _facts(payments=payments)["payments"]["missing"] == 1
+    assert _facts(payments=payments)["payments"]["invalid"] == 1
 
 
 def _keys(*keys: int) -> dict[str, int | None]:
@@ -230,7 +293,7 @@ def test_keys_unique_proves_or_disproves_dense_keys_and_defers_sparse_ones(
 
 def test_source_checks_count_a_missing_key() -> None:
     frame = pl.LazyFrame({"id": [3, None, 4]}, schema={"id": pl.Int64})
-    assert source_checks("customers", frame).collect()["missing"].item() == 1
+    assert source_checks("customers", frame).collect()["invalid"].item() == 1
 
 
 @pytest.mark.parametrize(
@@ -251,8 +314,8 @@ def test_first_bad_value_names_row_column_and_text() -> None:
             "amount": ["10", "1O", None],
         }
     )
-    row, column, found = first_bad_value("payments", text).collect().row(0)
-    assert (row, column, found["amount"]) == (1, "amount", "1O")
+    row, column, problem, found = first_bad_value("payments", text).collect().row(0)
+    assert (row, column, problem, found["amount"]) == (1, "amount", "not a whole number", "1O")
 
 
 def test_first_bad_value_reports_a_missing_required_value() -> None:
