@@ -348,7 +348,7 @@ def _check_sums(path: Path, payments: pl.LazyFrame) -> None:
         order, total = over.row(0)
         raise DataError(
             f"{path}: order {order}: its payments sum to {total} cents, "
-            f"more than a 64-bit amount holds ({transform.INT64_MAX})"
+            f"beyond what a 64-bit amount holds ({transform.INT64_MIN} to {transform.INT64_MAX})"
         )
 
 

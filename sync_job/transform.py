@@ -39,9 +39,8 @@ REQUIRED: Mapping[str, tuple[str, ...]] = {
     "orders": ("id", "user_id", "order_date"),
     "payments": ("id", "order_id", "amount"),
 }
-# Amounts are cents paid: a negative one is a broken export, not a refund this job could book.
-NON_NEGATIVE: Mapping[str, tuple[str, ...]] = {"customers": (), "orders": (), "payments": ("amount",)}
 INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 # A deal value must be a finite number below this in size: what the PostgreSQL destination's numeric(18,2)
 # holds, and small enough that the diff's whole cents stay within Int64.
 VALUE_LIMIT = 1e16
@@ -177,8 +176,8 @@ def combine(
         outside = ~pl.col("order_id").is_between(*order_range)
         beyond = {"beyond": outside.sum().cast(pl.Int64)}
         beyond_orders = payments.filter(outside).with_columns(_orphan_reason())
-    # Every order's payment count bounds its sum with the largest amount: `sums_fit` proves from the two
-    # that no Int64 sum wrapped, without summing again in a wider type.
+    # Every order's payment count bounds its sum with the largest amount in size (a refund is negative):
+    # `sums_fit` proves from these facts that no Int64 sum wrapped, without summing again in a wider type.
     order_facts = {"rejected": (is_order & ~known).sum(), "most_payments": pl.col("payment_count").max()}
     if label_dates:
         undated = is_order & known & ~pl.col("order_date").is_between(*LABELLED_DAYS)
@@ -186,7 +185,9 @@ def combine(
     checks = {
         "customers": source_checks("customers", customers),
         "orders": source_checks("orders", everything, rows=is_order, **order_facts),
-        "payments": source_checks("payments", payments, largest=pl.col("amount").max(), **beyond),
+        "payments": source_checks(
+            "payments", payments, largest=pl.col("amount").max(), smallest=pl.col("amount").min(), **beyond
+        ),
     }
     return Combined(
         combined=combined,
@@ -247,13 +248,16 @@ def first_unusable_value(facts: Mapping[str, int | None]) -> tuple[int, str] | N
 
 
 def sums_fit(orders: Mapping[str, int | None], payments: Mapping[str, int | None]) -> bool:
-    """From the checks' facts: True when no order's amount sum can exceed Int64 (amounts are non-negative).
+    """From the checks' facts: True when no order's amount sum can leave Int64.
 
-    A sum is at most the order's payment count times the largest amount; only when that bound fails
-    does `overflowing_sums` look for the order exactly.
+    A sum is at most the order's payment count times the largest amount in size (refunds are negative);
+    only when that bound fails does `overflowing_sums` look for the order exactly.
     """
-    most, largest = orders["most_payments"], payments["largest"]
-    return most is None or largest is None or most * largest <= INT64_MAX
+    most, largest, smallest = orders["most_payments"], payments["largest"], payments.get("smallest")
+    if most is None or largest is None:
+        return True
+    size = max(abs(largest), abs(smallest if smallest is not None else 0))
+    return most * size <= INT64_MAX
 
 
 def overflowing_sums(payments: pl.LazyFrame) -> pl.LazyFrame:
@@ -262,7 +266,7 @@ def overflowing_sums(payments: pl.LazyFrame) -> pl.LazyFrame:
     return (
         payments.group_by("order_id")
         .agg(amount_cents=total)
-        .filter(pl.col("amount_cents") > INT64_MAX)
+        .filter(~pl.col("amount_cents").is_between(INT64_MIN, INT64_MAX))
         .sort("order_id")
     )
 
@@ -293,7 +297,7 @@ def beyond_range_is_exact(
 def source_checks(name: str, frame: pl.LazyFrame, rows: pl.Expr | None = None, **extra: pl.Expr) -> pl.LazyFrame:
     """One row of order-free streaming facts about a source's lines (those where `rows` holds).
 
-    `rows`; `invalid`: lines lacking a required value or holding a negative amount (NON_NEGATIVE);
+    `rows`; `invalid`: lines lacking a required value;
     `lo`, `hi`: the key range; `key_hash`: the wrapping sum of the keys' hashes. `keys_unique` turns
     the last four into a uniqueness proof without holding a key set in memory. `extra` aggregates ride
     along in the same row.
@@ -313,7 +317,6 @@ def source_checks(name: str, frame: pl.LazyFrame, rows: pl.Expr | None = None, *
 def _invalid(name: str) -> list[pl.Expr]:
     return [
         *(pl.col(c).is_null() for c in REQUIRED[name]),
-        *(pl.col(c) < 0 for c in NON_NEGATIVE[name]),
         pl.lit(False),  # any_horizontal needs one input
     ]
 
@@ -369,7 +372,7 @@ def first_duplicate(keys: pl.Series) -> int | None:
 
 def first_bad_value(name: str, text_frame: pl.LazyFrame) -> pl.LazyFrame:
     """Error path: the first row (with `row`, `column`, `problem`, `found`) whose text is missing, will
-    not parse or breaks a rule (NON_NEGATIVE); `problem` says which.
+    not parse; `problem` says which.
 
     `text_frame` is the source scanned as strings with a `row` index column.
     """
@@ -384,8 +387,6 @@ def first_bad_value(name: str, text_frame: pl.LazyFrame) -> pl.LazyFrame:
             rules.append((text.is_null(), MISSING))
         if dtype != pl.String:
             rules.append((text.is_not_null() & parsed.is_null(), _PARSE_PROBLEMS.get(dtype, "not a whole number")))
-        if column in NON_NEGATIVE[name]:
-            rules.append((parsed < 0, "negative (amounts are cents paid, 0 or more)"))
         for bad, problem in rules:
             columns.append(pl.when(bad).then(pl.lit(column)))
             problems.append(pl.when(bad).then(pl.lit(problem)))

@@ -389,7 +389,7 @@ def test_payment_sums_beyond_64_bits_are_a_data_error_naming_the_order(tmp_path:
     message = _fails(tmp_path, workdir, payments=payments)
     assert message.endswith(
         "raw_payments.csv: order 1: its payments sum to 9223372036854775808 cents, "
-        "more than a 64-bit amount holds (9223372036854775807)"
+        "beyond what a 64-bit amount holds (-9223372036854775808 to 9223372036854775807)"
     )
 
 
@@ -401,9 +401,17 @@ def test_payment_sums_up_to_the_64_bit_limit_are_kept_exactly(tmp_path: Path, wo
     assert sums == {1: 9223372036854775807, 2: 9}
 
 
-def test_negative_amount_names_line_and_value(tmp_path: Path, workdir: Path) -> None:
-    message = _fails(tmp_path, workdir, payments=PAYMENTS.replace("2,1,coupon,250", "2,1,coupon,-250"))
-    assert message.endswith("raw_payments.csv: line 3: amount: negative (amounts are cents paid, 0 or more): '-250'")
+def test_a_negative_amount_is_a_refund_that_lowers_the_order_sum(tmp_path: Path, workdir: Path) -> None:
+    payments = "id,order_id,payment_method,amount\n1,1,card,1000\n2,1,refund,-250\n3,2,cash,9\n"
+    result = build_combined(write_sources(tmp_path, payments=payments), workdir, "payment_count")
+    sums = dict(read_combined(result.combined_path).select("order_id", "amount_cents").iter_rows())
+    assert sums == {1: 750, 2: 9}
+
+
+def test_refunds_summing_below_64_bits_are_a_data_error_naming_the_order(tmp_path: Path, workdir: Path) -> None:
+    payments = f"id,order_id,payment_method,amount\n1,1,refund,{-(2**63)}\n2,1,refund,-1\n3,2,cash,9\n"
+    message = _fails(tmp_path, workdir, payments=payments)
+    assert f"order 1: its payments sum to {-(2**63) - 1} cents, beyond what a 64-bit amount holds" in message
 
 
 def test_a_huge_bad_value_is_shown_by_its_start_and_length(tmp_path: Path, workdir: Path) -> None:

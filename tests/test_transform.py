@@ -224,6 +224,7 @@ def test_checks_bound_the_amount_sums_by_the_most_payments_times_the_largest_amo
     assert sums_fit({"most_payments": 2}, {"largest": 2**62 - 1})
     assert not sums_fit({"most_payments": 2}, {"largest": 2**62})
     assert sums_fit({"most_payments": None}, {"largest": None})  # no rows at all
+    assert not sums_fit({"most_payments": 2}, {"largest": 5, "smallest": -(2**62) - 1})  # refunds count by size
 
 
 def test_overflowing_sums_are_found_exactly_beyond_int64() -> None:
@@ -234,9 +235,16 @@ def test_overflowing_sums_are_found_exactly_beyond_int64() -> None:
     assert overflowing_sums(payments).collect().is_empty()  # order 10: 2^62 + 2^62 - 1, the largest that fits
 
 
-def test_checks_count_a_negative_amount_as_invalid() -> None:
+def test_checks_count_a_negative_amount_as_valid_and_keep_the_smallest() -> None:
     payments = PAYMENTS.with_columns(amount=pl.Series([1000, -1, 1999, 100, 700]))
-    assert _facts(payments=payments)["payments"]["invalid"] == 1
+    facts = _facts(payments=payments)["payments"]
+    assert (facts["invalid"], facts["smallest"]) == (0, -1)
+
+
+def test_overflowing_sums_are_found_below_int64_too() -> None:
+    payments = PAYMENTS.with_columns(amount=pl.Series([-(2**63), -1, 5, 1, 0]))
+    found = overflowing_sums(payments.with_columns(order_id=pl.Series([10, 10, 11, 11, 12]))).collect().rows()
+    assert found == [(10, -(2**63) - 1)]
 
 
 def _facts(orders: pl.LazyFrame = ORDERS, payments: pl.LazyFrame = PAYMENTS) -> dict[str, dict[str, int]]:
