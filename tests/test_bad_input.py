@@ -325,7 +325,9 @@ def test_value_expression_without_a_finite_value_exits_2_before_any_request(
 def test_payment_sums_beyond_64_bits_exit_2_naming_the_order(folder: Path, sandbox: Sandbox) -> None:
     """Once a deal worth -9.22e16 and exit 0."""
     write_sources(folder, CUSTOMERS, ORDERS, [*PAYMENTS, (4, 2, "coupon", 2**63 - 1)])
-    error_line(invoke(config_file(folder), sandbox.url), "raw_payments.csv: order 2:", "beyond what a 64-bit amount holds")
+    error_line(
+        invoke(config_file(folder), sandbox.url), "raw_payments.csv: order 2:", "beyond what a 64-bit amount holds"
+    )
     nothing_requested(sandbox)
 
 
