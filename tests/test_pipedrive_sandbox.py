@@ -120,7 +120,7 @@ async def test_no_duplicate_and_no_lost_write_under_every_fault(openapi_validato
 
     The sandbox's window is 0.25 s (the clients are told) so that the storm takes seconds, not minutes."""
     options = SandboxOptions(
-        token=TOKEN, burst=80, window_seconds=0.25, search_burst=10,
+        token=TOKEN, burst=16, window_seconds=0.25, search_burst=10,
         fail_rate=0.08, drop_after_commit_rate=0.08, latency_ms=3, search_lag_seconds=60.0, seed=11,
     )  # fmt: skip
     sent: Sent = []
