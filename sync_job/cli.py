@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from sync_job import __version__
-from sync_job.errors import EXIT_INTERNAL, SyncError
+from sync_job.errors import EXIT_INPUT, EXIT_INTERNAL, SyncError, first_line
 
 log = logging.getLogger("sync_job")
 
@@ -20,22 +20,34 @@ app = typer.Typer(
     help="Keep a Pipedrive CRM in sync with order data (customers, orders, payments CSVs).\n\n"
     "Example: sync-job demo    (no account needed: runs against a local Pipedrive sandbox)",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    # Plain Click help: Typer's rich panels label every flag `<bool>` and box usage errors over 5 lines.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
 T = TypeVar("T")
 
+# No dir_okay=False: config.load says what is wrong with a folder in one line, Click in a usage box.
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="YAML config file (see conf/demo.yaml).", dir_okay=False)
+    Path, typer.Option("--config", "-c", metavar="FILE", help="YAML config file (see conf/demo.yaml).")
 ]
 LogFormatOption = Annotated[
     str,
-    typer.Option("--log-format", help="auto (rich on a terminal, JSON lines otherwise), json or text."),
+    typer.Option(
+        "--log-format", metavar="FORMAT", help="auto (rich on a terminal, JSON lines otherwise), json or text."
+    ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 _verbose = False
+
+
+def _say(message: str) -> None:
+    """The one stderr line a failed command prints: whitespace folded, secrets from the environment masked."""
+    from sync_job.logs import redact
+
+    typer.echo(redact(" ".join(message.split())), err=True)
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -43,17 +55,19 @@ def _guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except SyncError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
+        _say("error: interrupted")
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
         if _verbose:
             log.exception("internal error")
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (re-run with --verbose for details)", err=True)
+        # Only the first line: a Polars error goes on for a screen, the traceback is what --verbose is for.
+        hint = "see the traceback above" if _verbose else "re-run with --verbose for the traceback"
+        _say(f"internal error: {type(exc).__name__}: {first_line(exc)} ({hint})")
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -78,8 +92,8 @@ def _setup_logging(log_format: str, verbose: bool) -> bool:
     global _verbose
     _verbose = verbose
     if log_format not in ("auto", "json", "text"):
-        typer.echo(f"error: --log-format must be auto, json or text (got {log_format!r})", err=True)
-        raise typer.Exit(2)
+        _say(f"error: --log-format must be auto, json or text (got {log_format!r})")
+        raise typer.Exit(EXIT_INPUT)
     return logs.setup(log_format, verbose)  # type: ignore[arg-type]
 
 
@@ -237,9 +251,23 @@ def demo(
     raise typer.Exit(_guard(body))
 
 
-def main() -> None:
-    app(prog_name="sync-job")
+def main(argv: list[str] | None = None) -> int:
+    """The console script: the exit code of the command; a usage error is one line, not Click's usage box."""
+    try:
+        code = app(args=argv, prog_name="sync-job", standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors: unknown option, missing value, bad number
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `sync-job` alone: the help is the answer, not an error
+            typer.echo(exc.format_message())
+            return int(exc.exit_code)
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _say(f"error: {exc.format_message()}{hint}")
+        return int(exc.exit_code)
+    except typer.Abort:
+        _say("error: aborted")
+        return 1
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())  # type: ignore[func-returns-value]
+    sys.exit(main())
