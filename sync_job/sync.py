@@ -13,7 +13,7 @@ from typing import TypeVar
 import httpx
 
 from sync_job import combined as combined_module
-from sync_job import fetch, lock, shutdown
+from sync_job import fetch, lock, shutdown, workdir
 from sync_job.config import Settings, api_token, postgres_dsn
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Destination, Plan, RecordResult
@@ -46,15 +46,20 @@ class RunOutcome:
 
 def transform(settings: Settings) -> combined_module.TransformResult:
     """Fetch the sources and write WORKDIR/combined.csv; no destination access."""
-    fetched = fetch.fetch_all_sync(settings)
-    paths = {name: source.path for name, source in fetched.items()}
-    return combined_module.build_combined(paths, settings.workdir, settings.value)
+    workdir.prepare(settings.workdir)
+    with workdir.guarded(settings.workdir):
+        fetched = fetch.fetch_all_sync(settings)
+        paths = {name: source.path for name, source in fetched.items()}
+        return combined_module.build_combined(paths, settings.workdir, settings.value)
 
 
 def run(settings: Settings, options: RunOptions) -> RunOutcome:
-    """One complete run under the workdir lock; a fatal input error raises before any write."""
-    settings.workdir.mkdir(parents=True, exist_ok=True)
-    with lock.workdir_lock(settings.workdir):
+    """One complete run under the workdir lock; a fatal input error raises before any write.
+
+    Taking the lock writes WORKDIR/.lock: a workdir that cannot be written fails there, before any fetch.
+    """
+    workdir.prepare(settings.workdir)
+    with workdir.guarded(settings.workdir), lock.workdir_lock(settings.workdir):
         return asyncio.run(_run(settings, options))
 
 
