@@ -191,19 +191,25 @@ def run(
     config: ConfigOption,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; send no write request.")] = False,
     max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Cap on API tokens this run may spend.")
+        int | None, typer.Option("--max-tokens", min=1, metavar="N", help="Cap on API tokens this run may spend.")
     ] = None,
     every: Annotated[
         str | None,
-        typer.Option("--every", help="Run forever: an interval like 24h / 30m, or a cron expression."),
+        typer.Option(
+            "--every",
+            metavar="SCHEDULE",
+            help="Run forever: an interval like 24h / 30m (at most 366d), or a 5-field cron expression in UTC "
+            "like '0 3 * * *' (no seconds field).",
+        ),
     ] = None,
     log_format: LogFormatOption = "auto",
     verbose: VerboseOption = False,
 ) -> None:
     """Fetch, transform, diff against Pipedrive and apply only the difference.
 
-    Exit codes: 0 in sync, 1 partial (failed records, budget or interrupted), 2 config or input error,
-    3 another run holds the workdir lock.
+    Exit codes: 0 in sync; 1 partial or try later (failed records, budget, interrupted, Pipedrive
+    unreachable); 2 a human must fix the config, input, credentials or workdir; 3 another run holds the
+    workdir lock; 70 a bug.
 
     Example: PIPEDRIVE_API_TOKEN=... sync-job run --config conf/sync.yaml --dry-run
     """
@@ -213,13 +219,13 @@ def run(
         from sync_job import config as config_module
         from sync_job import sync
 
-        if every:
+        if every is not None:  # `--every ""` is a mistake to report, not "run once"
             from sync_job import schedule
 
             schedule.parse_every(every)  # a bad --every is a config error before anything runs
         settings = config_module.load(config)
         options = sync.RunOptions(dry_run=dry_run, max_tokens=max_tokens, rich_output=rich_output)
-        if every:
+        if every is not None:
             from sync_job import schedule
 
             return schedule.run_every(every, lambda: sync.run(settings, options).exit_code)

@@ -285,3 +285,22 @@ def test_shell_completion_is_offered_and_installs_into_the_users_shell_config(tm
         check=True,
     )
     assert completed.stdout.split() == ["run"]
+
+
+# ---- run --every: a schedule that cannot work is refused before the first run ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("every", "message"),
+    [
+        ("", "--every '': empty"),
+        ("0 0 31 2 *", "--every '0 0 31 2 *': the cron expression never fires"),
+        ("999999999999d", "--every '999999999999d': the interval must be at most 366d"),
+        ("0 0 3 * * *", "--every '0 0 3 * * *': 6 fields; expected a 5-field cron expression"),
+    ],
+    ids=["empty", "february-31", "overflow", "quartz-seconds"],
+)
+def test_a_bad_every_is_exit_2_before_any_run(folder: Path, sandbox: Sandbox, every: str, message: str) -> None:
+    error_line(run_cli(config_file(folder), sandbox.url, "--every", every), message)
+    nothing_requested(sandbox)
+    assert not (folder / "work").exists()
