@@ -136,8 +136,11 @@ def generate(
 
     def body() -> None:
         from sync_job import generate as generate_module
+        from sync_job import workdir
 
-        counts = generate_module.generate(outdir, orders=orders, seed=seed)
+        workdir.prepare(outdir, role="output folder")
+        with workdir.guarded(outdir, role="output folder"):
+            counts = generate_module.generate(outdir, orders=orders, seed=seed)
         typer.echo(", ".join(f"{name}: {n} rows" for name, n in counts.items()) + f" -> {outdir}")
 
     _guard(body)

@@ -19,20 +19,23 @@ _ENVIRONMENT = {
 _RUST_ERRNO = re.compile(r"\(os error (\d+)\)")  # Polars' I/O errors carry the errno only in their text
 
 
-def prepare(workdir: Path) -> None:
-    """Create the workdir (and its parents); WorkdirError naming the path when that is impossible."""
+def prepare(workdir: Path, role: str = "workdir") -> None:
+    """Create the workdir (and its parents); WorkdirError naming the path when that is impossible.
+
+    `role` names the folder in messages: another command's output folder gets the same treatment.
+    """
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise WorkdirError(f"workdir {workdir}: exists and is not a folder: set 'workdir' to a folder") from None
+        raise WorkdirError(f"{role} {workdir}: exists and is not a folder") from None
     except NotADirectoryError:
-        raise WorkdirError(f"workdir {workdir}: a parent of it is a file, not a folder") from None
+        raise WorkdirError(f"{role} {workdir}: a parent of it is a file, not a folder") from None
     except OSError as exc:
-        raise WorkdirError(f"workdir {workdir}: cannot be created ({_reason(exc)})") from None
+        raise WorkdirError(f"{role} {workdir}: cannot be created ({_reason(exc)})") from None
 
 
 @contextmanager
-def guarded(workdir: Path) -> Iterator[None]:
+def guarded(workdir: Path, role: str = "workdir") -> Iterator[None]:
     """Turn an OSError writing under `workdir` (or a full or read-only disk anywhere) into a WorkdirError.
 
     Other OS errors pass through: they belong to the sources (already SourceError) or are bugs.
@@ -40,22 +43,22 @@ def guarded(workdir: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        error = classify(exc, workdir)
+        error = classify(exc, workdir, role)
         if error is None:
             raise
         raise error from None
 
 
-def classify(exc: OSError, workdir: Path) -> WorkdirError | None:
+def classify(exc: OSError, workdir: Path, role: str = "workdir") -> WorkdirError | None:
     """The WorkdirError an OS error stands for, or None when it is not about the workdir or the disk."""
     code = _errno(exc)
     path = _path_in(exc, workdir)
     if code in _ENVIRONMENT:
-        where = f"writing {path}" if path is not None else f"writing the workdir {workdir}"
-        advice = "free some space" if code != errno.EROFS else "point 'workdir' at a writable folder"
+        where = f"writing {path}" if path is not None else f"writing the {role} {workdir}"
+        advice = "free some space" if code != errno.EROFS else f"point the {role} at a writable folder"
         return WorkdirError(f"{_ENVIRONMENT[code]} while {where}: {advice}")
     if path is not None:
-        return WorkdirError(f"workdir {workdir}: cannot write {path} ({_reason(exc)})")
+        return WorkdirError(f"{role} {workdir}: cannot write {path} ({_reason(exc)})")
     return None
 
 

@@ -304,3 +304,10 @@ def test_a_bad_every_is_exit_2_before_any_run(folder: Path, sandbox: Sandbox, ev
     error_line(run_cli(config_file(folder), sandbox.url, "--every", every), message)
     nothing_requested(sandbox)
     assert not (folder / "work").exists()
+
+
+def test_generate_into_a_folder_that_cannot_be_created_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["generate", str(tmp_path / "taken"), "--orders", "3"])
+    assert result.exit_code == EXIT_INPUT
+    assert result.stderr == f"error: output folder {tmp_path / 'taken'}: exists and is not a folder\n"
