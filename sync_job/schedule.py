@@ -54,7 +54,7 @@ def parse_every(spec: str, now: datetime | None = None) -> Schedule:
     if match := _INTERVAL.fullmatch(text):
         return Schedule(spec=text, interval=_interval(spec, match))
     fields = text.split()
-    if not text.startswith("@") and len(fields) != 5:
+    if not text.startswith("@") and len(fields) not in (1, 5):  # one word: a mistyped interval, said below
         raise ConfigError(f"--every {spec!r}: {len(fields)} fields; expected {CRON_DIALECT}")
     if not croniter.is_valid(text):
         raise ConfigError(f"--every {spec!r}: not an interval (like 24h, 30m, 90s, 1h30m) nor {CRON_DIALECT}")

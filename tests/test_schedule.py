@@ -311,3 +311,9 @@ def test_a_cron_expression_without_exactly_five_fields_is_refused(spec: str, fie
 def test_cron_names_and_shortcuts_of_the_accepted_dialect_parse() -> None:
     for spec in ("0 3 * * mon-fri", "0 3 L * *", "0 3 * * 1#2", "@hourly", "@weekly", "@yearly"):
         assert parse_every(spec, now=T0).cron == spec
+
+
+@pytest.mark.parametrize("spec", ["1.5h", "24x", "daily"])
+def test_a_mistyped_interval_is_named_as_one_not_as_a_cron_with_one_field(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"not an interval \(like 24h, 30m, 90s, 1h30m\) nor a 5-field cron"):
+        parse_every(spec)
