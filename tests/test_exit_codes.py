@@ -164,3 +164,18 @@ def test_a_host_name_that_does_not_exist_is_exit_2_naming_the_url(folder: Path) 
     assert the_error_line(result) == (
         f"error: cannot reach {url}: host not found (Name or service not known): check the base URL"
     )
+
+
+def test_the_cronjob_fails_at_once_exactly_on_the_codes_no_retry_can_fix() -> None:
+    """podFailurePolicy FailJob = the codes of classes that need a human (or another run to end); 1 is retried."""
+    from tests.test_k8s import load
+
+    job = load("cronjob.yaml")["spec"]["jobTemplate"]["spec"]
+    fail_at_once = {
+        code
+        for rule in job["podFailurePolicy"]["rules"]
+        if rule["action"] == "FailJob"
+        for code in rule["onExitCodes"]["values"]
+    }
+    assert fail_at_once == {code for code in DECIDED.values() if code != EXIT_PARTIAL}
+    assert job["backoffLimit"] >= 1  # an exit 1 (Pipedrive unreachable at 03:00) gets another try
