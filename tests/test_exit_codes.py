@@ -179,3 +179,21 @@ def test_the_cronjob_fails_at_once_exactly_on_the_codes_no_retry_can_fix() -> No
     }
     assert fail_at_once == {code for code in DECIDED.values() if code != EXIT_PARTIAL}
     assert job["backoffLimit"] >= 1  # an exit 1 (Pipedrive unreachable at 03:00) gets another try
+
+
+def test_a_name_server_that_does_not_answer_is_exit_1(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EAI_AGAIN ("temporary failure in name resolution") may pass on the next run, unlike "no such name"."""
+    resolve = socket.getaddrinfo
+
+    def dns_down(host: object, *args: object, **kwargs: object) -> object:
+        if host in ("crm.example.com", b"crm.example.com"):  # anyio passes the IDNA-encoded bytes
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns_down)
+    result = run_cli(config_file(folder, pipedrive={"max_attempts": 1}), "https://crm.example.com")
+    assert result.exit_code == EXIT_PARTIAL
+    assert the_error_line(result) == (
+        "error: cannot reach https://crm.example.com: name lookup failed (Temporary failure in name resolution) "
+        "(gave up after 1 attempts)"
+    )

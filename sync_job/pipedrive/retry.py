@@ -114,7 +114,8 @@ def connect_reason(exc: BaseException) -> str:
         if isinstance(seen, ConnectionRefusedError):
             return "connection refused"
         if isinstance(seen, socket.gaierror):
-            return f"host not found ({seen.strerror})"
+            found = "host not found" if seen.errno in _NO_SUCH_HOST else "name lookup failed"
+            return f"{found} ({seen.strerror})"
         if isinstance(seen, OSError) and seen.strerror:
             return str(seen.strerror).lower()
         seen = seen.__cause__ or seen.__context__
