@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from sync_job import __version__
-from sync_job.errors import EXIT_INTERNAL, SyncError
+from sync_job.errors import EXIT_INPUT, EXIT_INTERNAL, SyncError, first_line
 
 log = logging.getLogger("sync_job")
 
@@ -20,22 +20,34 @@ app = typer.Typer(
     help="Keep a Pipedrive CRM in sync with order data (customers, orders, payments CSVs).\n\n"
     "Example: sync-job demo    (no account needed: runs against a local Pipedrive sandbox)",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    # Plain Click help: Typer's rich panels label every flag `<bool>` and box usage errors over 5 lines.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
 T = TypeVar("T")
 
+# No dir_okay=False: config.load says what is wrong with a folder in one line, Click in a usage box.
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="YAML config file (see conf/demo.yaml).", dir_okay=False)
+    Path, typer.Option("--config", "-c", metavar="FILE", help="YAML config file (see conf/demo.yaml).")
 ]
 LogFormatOption = Annotated[
     str,
-    typer.Option("--log-format", help="auto (rich on a terminal, JSON lines otherwise), json or text."),
+    typer.Option(
+        "--log-format", metavar="FORMAT", help="auto (rich on a terminal, JSON lines otherwise), json or text."
+    ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 _verbose = False
+
+
+def _say(message: str) -> None:
+    """The one stderr line a failed command prints: whitespace folded, secrets from the environment masked."""
+    from sync_job.logs import redact
+
+    typer.echo(redact(" ".join(message.split())), err=True)
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -43,17 +55,19 @@ def _guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except SyncError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
+        _say("error: interrupted")
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
         if _verbose:
             log.exception("internal error")
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (re-run with --verbose for details)", err=True)
+        # Only the first line: a Polars error goes on for a screen, the traceback is what --verbose is for.
+        hint = "see the traceback above" if _verbose else "re-run with --verbose for the traceback"
+        _say(f"internal error: {type(exc).__name__}: {first_line(exc)} ({hint})")
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -78,8 +92,8 @@ def _setup_logging(log_format: str, verbose: bool) -> bool:
     global _verbose
     _verbose = verbose
     if log_format not in ("auto", "json", "text"):
-        typer.echo(f"error: --log-format must be auto, json or text (got {log_format!r})", err=True)
-        raise typer.Exit(2)
+        _say(f"error: --log-format must be auto, json or text (got {log_format!r})")
+        raise typer.Exit(EXIT_INPUT)
     return logs.setup(log_format, verbose)  # type: ignore[arg-type]
 
 
@@ -122,8 +136,11 @@ def generate(
 
     def body() -> None:
         from sync_job import generate as generate_module
+        from sync_job import workdir
 
-        counts = generate_module.generate(outdir, orders=orders, seed=seed)
+        workdir.prepare(outdir, role="output folder")
+        with workdir.guarded(outdir, role="output folder"):
+            counts = generate_module.generate(outdir, orders=orders, seed=seed)
         typer.echo(", ".join(f"{name}: {n} rows" for name, n in counts.items()) + f" -> {outdir}")
 
     _guard(body)
@@ -177,11 +194,16 @@ def run(
     config: ConfigOption,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; send no write request.")] = False,
     max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Cap on API tokens this run may spend.")
+        int | None, typer.Option("--max-tokens", min=1, metavar="N", help="Cap on API tokens this run may spend.")
     ] = None,
     every: Annotated[
         str | None,
-        typer.Option("--every", help="Run forever: an interval like 24h / 30m, or a cron expression."),
+        typer.Option(
+            "--every",
+            metavar="SCHEDULE",
+            help="Run forever: an interval like 24h / 30m (at most 366d), or a 5-field cron expression in UTC "
+            "like '0 3 * * *' (no seconds field).",
+        ),
     ] = None,
     full_read: Annotated[
         bool, typer.Option("--full-read", help="Read the whole CRM instead of what changed since the last run.")
@@ -195,8 +217,9 @@ def run(
 ) -> None:
     """Fetch, transform, diff against Pipedrive and apply only the difference.
 
-    Exit codes: 0 in sync, 1 partial (failed records, budget or interrupted), 2 config or input error,
-    3 another run holds the workdir lock.
+    Exit codes: 0 in sync; 1 partial or try later (failed records, budget, interrupted, Pipedrive
+    unreachable); 2 a human must fix the config, input, credentials or workdir; 3 another run holds the
+    workdir lock; 70 a bug.
 
     Example: PIPEDRIVE_API_TOKEN=... sync-job run --config conf/sync.yaml --dry-run
     """
@@ -206,7 +229,7 @@ def run(
         from sync_job import config as config_module
         from sync_job import sync
 
-        if every:
+        if every is not None:  # `--every ""` is a mistake to report, not "run once"
             from sync_job import schedule
 
             schedule.parse_every(every)  # a bad --every is a config error before anything runs
@@ -218,7 +241,7 @@ def run(
             full_read=full_read,
             recreate_fields=recreate_fields,
         )
-        if every:
+        if every is not None:
             from sync_job import schedule
 
             return schedule.run_every(every, lambda: sync.run(settings, options).exit_code)
@@ -294,9 +317,23 @@ def demo(
     raise typer.Exit(_guard(body))
 
 
-def main() -> None:
-    app(prog_name="sync-job")
+def main(argv: list[str] | None = None) -> int:
+    """The console script: the exit code of the command; a usage error is one line, not Click's usage box."""
+    try:
+        code = app(args=argv, prog_name="sync-job", standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors: unknown option, missing value, bad number
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `sync-job` alone: the help is the answer, not an error
+            typer.echo(exc.format_message())
+            return int(exc.exit_code)
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _say(f"error: {exc.format_message()}{hint}")
+        return int(exc.exit_code)
+    except typer.Abort:
+        _say("error: aborted")
+        return 1
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())  # type: ignore[func-returns-value]
+    sys.exit(main())

@@ -6,9 +6,11 @@ import difflib
 import hashlib
 import os
 import re
+import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +23,13 @@ POSTGRES_DSN_ENV = "SYNC_JOB_POSTGRES_DSN"
 WEBHOOK_URL_ENV = "SYNC_JOB_WEBHOOK_URL"  # a secret: alerts go there; never logged
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 DEFAULT_VALUE_EXPRESSION = "amount_cents / 100"
+# A real config is a few dozen values in a few KB: anything far beyond is a mistake or an attack
+# (a "billion laughs" file of nested anchors expands to 10^9 values from a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 10_000
+# The form of Pipedrive's currency codes: ISO 4217 for standard currencies; an account's custom
+# currencies have codes of their own, so the code is not checked against the ISO list.
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 class _Strict(BaseModel):
@@ -42,7 +51,7 @@ class PipedriveSettings(_Strict):
     base_url: str = DEFAULT_BASE_URL
     person_id_field: str = "CustomerID"
     deal_id_field: str = "OrderID"
-    currency: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
+    currency: str = "USD"
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
@@ -58,6 +67,22 @@ class PipedriveSettings(_Strict):
             return timedelta(seconds=int(match[1]) * _SECONDS[match[2]])
         if isinstance(value, str):
             raise ValueError("must be a duration like '7d', '12h', '30m' or '90s'")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if problem := url_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        # Pipedrive answers 400 to every deal with a code like 'usd': say so once, before anything is sent.
+        if not _CURRENCY.fullmatch(value):
+            hint = f" (did you mean '{value.strip().upper()}'?)" if _CURRENCY.fullmatch(value.strip().upper()) else ""
+            raise ValueError(f"must be a 3-letter upper-case currency code like 'USD' or 'EUR'{hint}")
         return value
 
 
@@ -124,7 +149,22 @@ class Settings(_Strict):
     @property
     def base_url(self) -> str:
         """The Pipedrive base URL: the environment wins over the file."""
-        return os.environ.get(BASE_URL_ENV) or self.pipedrive.base_url
+        from_env = os.environ.get(BASE_URL_ENV)
+        if from_env and (problem := url_problem(from_env)):
+            raise ConfigError(f"{BASE_URL_ENV}: {problem} (got {from_env!r})")
+        return from_env or self.pipedrive.base_url
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a base URL for HTTP requests, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s):// URL like {DEFAULT_BASE_URL!r}"
+    return None
 
 
 def fingerprint(settings: Settings) -> str:
@@ -133,10 +173,25 @@ def fingerprint(settings: Settings) -> str:
 
 
 def api_token() -> str:
-    """The Pipedrive API token, only ever from the environment."""
+    """The Pipedrive API token, only ever from the environment, checked to be sendable as a header."""
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         raise ConfigError(f"{TOKEN_ENV} is not set: export the Pipedrive API token in the environment")
+    for position, char in enumerate(token, start=1):
+        # A header value must be visible ASCII: anything else fails every request (a non-ASCII letter in
+        # httpx's encoder, a line break at the server), so say which position once instead. Never the token.
+        if not "!" <= char <= "~":
+            kind = (
+                "a line break"
+                if char in "\r\n"
+                else "a space or control character"
+                if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F
+                else "a non-ASCII character"
+            )
+            raise ConfigError(
+                f"{TOKEN_ENV} contains {kind} at position {position}: an API token is visible ASCII only; "
+                "check how the secret was stored"
+            )
     return token
 
 
@@ -154,22 +209,87 @@ def postgres_dsn() -> str:
 
 def load(path: Path) -> Settings:
     """Read and validate a config file; relative source paths and workdir resolve against its folder."""
+    raw = _parse_yaml(_read_text(path), path)
+    if raw is None:
+        raise ConfigError(f"{path}: empty config file: expected settings such as 'sources:'")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, not a {type(raw).__name__}")
+    return parse(raw, origin=path)
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{path}: is a directory, expected a YAML config file")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block for ever, /dev/zero never end
+            raise ConfigError(f"{path}: not a regular file, expected a YAML config file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config file")
     try:
-        raw = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1}): is it a binary file?") from None
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    """yaml.safe_load, refusing a document whose anchors expand to more than MAX_CONFIG_VALUES values."""
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters here already
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _expanded_size(node, {}, set()) > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"{path}: YAML anchors and aliases expand to more than {MAX_CONFIG_VALUES:,} values: "
+                    "not a config file"
+                )
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"{path}: character #x{exc.character:04x} at character {exc.position + 1} is not allowed in YAML: "
+            "is it a binary file?"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return parse(raw, origin=path)
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply: not a config file") from None
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` stands for once every alias is expanded; memoised, so linear in the file."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:  # an alias inside its own anchor: it expands for ever
+        return MAX_CONFIG_VALUES + 1
+    open_nodes.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, sizes, open_nodes)
+            if size > MAX_CONFIG_VALUES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for item_key, item_value in node.value:
+            size += _expanded_size(item_key, sizes, open_nodes) + _expanded_size(item_value, sizes, open_nodes)
+            if size > MAX_CONFIG_VALUES:
+                break
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
 
 
 def parse(raw: dict[str, Any], origin: Path) -> Settings:
@@ -212,8 +332,13 @@ def _describe(exc: ValidationError) -> str:
             return f"missing source 'sources.{loc[1]}': give a path or URL for the {loc[1]} CSV"
         return f"missing required key '{dotted}'"
     got = error.get("input")
-    shown = f" (got {type(got).__name__} {got!r})" if not isinstance(got, dict) else ""
-    return f"invalid value for '{dotted}': {error['msg']}{shown}"
+    shown = f" (got {type(got).__name__} {_short(repr(got))})" if not isinstance(got, dict) else ""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"invalid value for '{dotted}': {message}{shown}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _valid_keys(parent: list[str]) -> list[str]:

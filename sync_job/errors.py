@@ -1,20 +1,29 @@
 """The exception tree, grouped by what the caller does, and the exit code each branch maps to.
 
     SyncError                      root: anything sync-job raises on purpose
-    ├── InputError        exit 2   fatal before any write: fix the config or the data, then re-run
-    │   ├── ConfigError            the YAML file, an environment variable, the value expression
-    │   ├── SourceError            a source could not be fetched (404, HTML page, truncated, timeout)
+    ├── InputError        exit 2   a human must change something first; nothing was written
+    │   ├── ConfigError            the YAML file, an environment variable, the value expression, --every
+    │   ├── SourceError            a source is wrong or refused (404, HTML page, access denied, not a file)
     │   ├── DataError              a source's content is wrong (column, type, duplicate key, empty)
-    │   └── AuthError              the destination rejected the credentials (Pipedrive 401)
-    ├── TransientError             worth retrying (429, 5xx, timeouts); never escapes the client's retries
-    ├── Unavailable       exit 1   the destination kept failing after retries: nothing more done, try later
-    ├── RowError                   one record rejected by the destination: reported, the run goes on
+    │   ├── AuthError              the destination rejected the credentials (Pipedrive 401, PostgreSQL auth)
+    │   └── WorkdirError           the workdir cannot be written (read-only, not a folder, disk full)
+    ├── TransientError    exit 1   worth retrying (429, 5xx, timeouts, refused connections); retried where raised
+    ├── Unavailable       exit 1   a server (destination or source) kept failing or was unreachable after retries
+    ├── RowError          exit 1   one record rejected by the destination: reported, the run goes on
     ├── BudgetExhausted   exit 1   the daily API budget (or --max-tokens) ran out: partial run
     ├── Interrupted       exit 1   SIGTERM/SIGINT: in-flight work finished, results written
     └── LockHeld          exit 3   another run holds the workdir lock: nothing touched
+    anything else         exit 70  a bug: one line on stderr, the traceback with --verbose
 
-Exit codes are a public contract (README): 0 in sync, 1 partial, 2 input/config, 3 locked.
-Messages never contain the API token: they are built from names and ids, never from headers.
+The rule for a new failure: would the same run, with nothing changed by a human, pass on a later try?
+Then it is exit 1 (Unavailable, or TransientError inside a retry loop): a server down or refusing
+connections, a timeout, a dropped connection, a name server that does not answer, a rate limit. If it
+cannot pass until someone fixes the config, the data, the credentials, the permissions, the disk or the
+destination's schema, it is exit 2 (an InputError subclass). A scheduler retries exit 1 and fails at once
+on exit 2 (conf/k8s/cronjob.yaml's podFailurePolicy), so misfiling a network blip as 2 loses a day.
+
+Exit codes are a public contract (README): 0 in sync, 1 partial, 2 input/config, 3 locked, 70 bug.
+Messages never contain a secret (API token, DSN): they are built from names and ids, never from headers.
 """
 
 from __future__ import annotations
@@ -54,8 +63,17 @@ class AuthError(InputError):
     """The destination rejected the credentials."""
 
 
+class WorkdirError(InputError):
+    """The workdir cannot be created or written: read-only, not a folder, no permission, disk or quota full."""
+
+
 class TransientError(SyncError):
-    """A failure worth retrying: rate limit, 5xx, timeout, dropped connection."""
+    """A failure worth retrying: rate limit, 5xx, timeout, dropped connection.
+
+    Meant to be retried where it is raised; one that escapes the retries may pass on a later run (exit 1).
+    """
+
+    exit_code = EXIT_PARTIAL
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -63,7 +81,10 @@ class TransientError(SyncError):
 
 
 class Unavailable(SyncError):
-    """The destination could not be read or reached after bounded retries: a later run will do the work."""
+    """A server (the destination or a source) kept failing, or could not be reached, after bounded retries.
+
+    Nothing a human must fix is known to be wrong: a later run will do the work.
+    """
 
     exit_code = EXIT_PARTIAL
 

@@ -38,8 +38,11 @@ def workdir_lock(workdir: Path) -> Iterator[None]:
                 f"another sync-job run ({_holder(fd)}) holds {path}: try again when it has finished"
             ) from None
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {started}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {started}\n".encode(), 0)
+        except OSError as exc:  # a full disk shows here first: name the file, as os.open's errors do
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         log.debug("workdir lock taken: %s", path)
         try:
             yield

@@ -17,20 +17,38 @@ _SECRET_ENVS = (
 )
 
 
+def _environment_secrets(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    found = [os.environ.get(name, "") for name in _SECRET_ENVS]
+    # Also the stripped form: config.api_token() strips the token before using it.
+    return tuple(dict.fromkeys(s for v in (*found, *extra) for s in (v, v.strip()) if len(s) >= 4))
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def redact(text: str) -> str:
+    """`text` with every secret from the environment replaced by '***' (for lines printed outside logging)."""
+    return _mask(text, _environment_secrets())
+
+
 class RedactSecrets(logging.Filter):
     """Last line of defence: replace any secret taken from the environment by '***' in every record."""
 
     def __init__(self, extra_secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
-        found = [os.environ.get(name, "") for name in _SECRET_ENVS]
-        self.secrets = tuple(s for s in (*found, *extra_secrets) if len(s) >= 4)
+        self.secrets = _environment_secrets(extra_secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.exc_text:
+            # Formatted here so the traceback is masked too (formatters reuse exc_text).
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+            record.msg, record.args = _mask(record.getMessage(), self.secrets), None
+            if record.exc_text:
+                record.exc_text = _mask(record.exc_text, self.secrets)
         return True
 
 
@@ -57,6 +75,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             event.update(fields)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # one JSON line still: the traceback is a string field, newlines escaped
+            event["traceback"] = record.exc_text
         return json.dumps(event, default=str, ensure_ascii=False)
 
 

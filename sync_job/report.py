@@ -201,5 +201,8 @@ def _load_streaks(path: Path) -> dict[str, int]:
 
 def _atomic_write(path: Path, write: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:  # a write cut short (a full disk) leaves no half file behind, and frees its blocks
+        tmp.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from sync_job.errors import EXIT_OK, ConfigError, SyncError
 from sync_job.shutdown import outer_handler
@@ -20,7 +20,17 @@ from sync_job.shutdown import outer_handler
 log = logging.getLogger(__name__)
 
 _INTERVAL = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+# A longer interval is a typo, and slot arithmetic must never leave datetime's range (year 9999).
+MAX_INTERVAL = timedelta(days=366)
 _MAX_SKIPPED = 100_000  # bounds the catch-up walk over cron slots after a very long overrun
+# The cron dialect accepted: croniter's five fields, evaluated in UTC. croniter also takes a sixth field
+# as *seconds last* (Quartz puts them first) and a seventh as the year: refused, so no one's Quartz
+# expression silently means something else.
+CRON_DIALECT = (
+    "a 5-field cron expression 'minute hour day-of-month month day-of-week' in UTC (names like mon-fri, "
+    "L and # allowed; no seconds field) or @hourly, @daily, @weekly, @monthly, @yearly"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,23 +42,40 @@ class Schedule:
     cron: str | None = None
 
 
-def parse_every(spec: str) -> Schedule:
-    """'24h', '30m', '90s', '1h30m', '2d' or a cron expression ('0 3 * * *', '@daily'); ConfigError otherwise."""
+def parse_every(spec: str, now: datetime | None = None) -> Schedule:
+    """'24h', '30m', '90s', '1h30m', '2d' or a cron expression ('0 3 * * *', '@daily'); ConfigError otherwise.
+
+    Checked up front, so the loop can never fail on its schedule: an interval is within MAX_INTERVAL and a
+    cron expression has a next slot after `now` (February 31 has none).
+    """
     text = spec.strip()
-    match = _INTERVAL.fullmatch(text)
-    if text and match:
-        parts = {unit: int(value) for unit, value in match.groupdict().items() if value}
-        interval = timedelta(
-            days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0)
-        )
-        if interval <= timedelta(0):
-            raise ConfigError(f"--every {spec!r}: the interval must be longer than zero")
-        return Schedule(spec=text, interval=interval)
-    if croniter.is_valid(text):
-        return Schedule(spec=text, cron=text)
-    raise ConfigError(
-        f"--every {spec!r}: not an interval (like 24h, 30m, 90s, 1h30m) nor a cron expression (like '0 3 * * *')"
-    )
+    if not text:
+        raise ConfigError(f"--every {spec!r}: empty: give an interval like 24h or {CRON_DIALECT}")
+    if match := _INTERVAL.fullmatch(text):
+        return Schedule(spec=text, interval=_interval(spec, match))
+    fields = text.split()
+    if not text.startswith("@") and len(fields) not in (1, 5):  # one word: a mistyped interval, said below
+        raise ConfigError(f"--every {spec!r}: {len(fields)} fields; expected {CRON_DIALECT}")
+    if not croniter.is_valid(text):
+        raise ConfigError(f"--every {spec!r}: not an interval (like 24h, 30m, 90s, 1h30m) nor {CRON_DIALECT}")
+    schedule = Schedule(spec=text, cron=text)
+    try:
+        next_run(schedule, now or _utcnow())
+    except CroniterError:
+        raise ConfigError(f"--every {spec!r}: the cron expression never fires (no such date)") from None
+    return schedule
+
+
+def _interval(spec: str, match: re.Match[str]) -> timedelta:
+    try:  # whole seconds as a Python int: timedelta itself overflows past 999,999,999 days
+        seconds = sum(int(value) * _UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value)
+    except ValueError:  # more digits than int() converts
+        seconds = MAX_INTERVAL.days * 86_400 + 1
+    if seconds <= 0:
+        raise ConfigError(f"--every {spec!r}: the interval must be longer than zero")
+    if seconds > MAX_INTERVAL.total_seconds():
+        raise ConfigError(f"--every {spec!r}: the interval must be at most {MAX_INTERVAL.days}d")
+    return timedelta(seconds=seconds)
 
 
 def next_run(schedule: Schedule, now: datetime) -> datetime:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import httpx
 
-from sync_job import __version__, fetch, lock, plans, shutdown
+from sync_job import __version__, fetch, lock, plans, shutdown, workdir
 from sync_job import combined as combined_module
 from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
 from sync_job.console import RunConsole
@@ -58,15 +58,20 @@ class RunOutcome:
 
 def transform(settings: Settings) -> combined_module.TransformResult:
     """Fetch the sources and write WORKDIR/combined.csv; no destination access."""
-    fetched = fetch.fetch_all_sync(settings)
-    paths = {name: source.path for name, source in fetched.items()}
-    return combined_module.build_combined(paths, settings.workdir, settings.value)
+    workdir.prepare(settings.workdir)
+    with workdir.guarded(settings.workdir):
+        fetched = fetch.fetch_all_sync(settings)
+        paths = {name: source.path for name, source in fetched.items()}
+        return combined_module.build_combined(paths, settings.workdir, settings.value)
 
 
 def run(settings: Settings, options: RunOptions) -> RunOutcome:
-    """One complete run under the workdir lock; a fatal input error raises before any write."""
-    settings.workdir.mkdir(parents=True, exist_ok=True)
-    with lock.workdir_lock(settings.workdir):
+    """One complete run under the workdir lock; a fatal input error raises before any write.
+
+    Taking the lock writes WORKDIR/.lock: a workdir that cannot be written fails there, before any fetch.
+    """
+    workdir.prepare(settings.workdir)
+    with workdir.guarded(settings.workdir), lock.workdir_lock(settings.workdir):
         report = RunReport(
             run_id=new_run_id(),
             destination=settings.destination.kind,
@@ -77,7 +82,9 @@ def run(settings: Settings, options: RunOptions) -> RunOutcome:
         )
         reporter = options.reporter or StandardReporter()
         try:
-            return asyncio.run(_run(settings, options, report, reporter))
+            # Guarded inside too: a full disk must be recorded in the history as the WorkdirError it exits with.
+            with workdir.guarded(settings.workdir):
+                return asyncio.run(_run(settings, options, report, reporter))
         except Exception as exc:
             # A run that stopped on an error is history too, and the one people most need to hear about.
             if report.ended_at:  # it failed after the run was recorded (showing the summary): do not record twice

@@ -266,3 +266,54 @@ def test_sigterm_during_a_run_ends_the_run_and_the_loop() -> None:
     assert "in run" not in stdout  # no second run started
     assert "interrupted: finishing in-flight requests" in stderr
     assert "stopping: no further runs" in stderr
+
+
+# ---- --every values that could never work: refused up front, one line, exit 2 ---------------------------
+
+
+@pytest.mark.parametrize("spec", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6 *"])
+def test_a_cron_expression_that_never_fires_is_refused(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"the cron expression never fires \(no such date\)"):
+        parse_every(spec, now=T0)
+
+
+def test_a_cron_expression_that_fires_rarely_is_accepted() -> None:
+    assert next_run(parse_every("0 0 29 2 *", now=T0), T0) == datetime(2028, 2, 29, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("spec", ["999999999999d", "3000000d", "367d", "9" * 5000 + "s", "8785h"])
+def test_an_interval_longer_than_a_year_is_refused_instead_of_overflowing(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"the interval must be at most 366d"):
+        parse_every(spec)
+
+
+def test_the_longest_interval_keeps_its_slots_within_range_for_years() -> None:
+    schedule = parse_every("366d")
+    slot, missed = next_slot_after_run(schedule, T0, T0 + timedelta(days=3 * 366 + 1))
+    assert (slot, missed) == (T0 + 4 * timedelta(days=366), 3)
+
+
+@pytest.mark.parametrize("spec", ["", "   "])
+def test_an_empty_every_is_refused_naming_what_is_accepted(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"empty: give an interval like 24h or a 5-field cron expression"):
+        parse_every(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fields"), [("0 0 3 * * *", 6), ("*/10 * * * * *", 6), ("0 3 * * * 0 2030", 7), ("0 3 * *", 4)]
+)
+def test_a_cron_expression_without_exactly_five_fields_is_refused(spec: str, fields: int) -> None:
+    """croniter reads a sixth field as seconds *last*; a Quartz user means seconds first: refuse both."""
+    with pytest.raises(ConfigError, match=rf"{fields} fields; expected a 5-field cron expression .* in UTC"):
+        parse_every(spec)
+
+
+def test_cron_names_and_shortcuts_of_the_accepted_dialect_parse() -> None:
+    for spec in ("0 3 * * mon-fri", "0 3 L * *", "0 3 * * 1#2", "@hourly", "@weekly", "@yearly"):
+        assert parse_every(spec, now=T0).cron == spec
+
+
+@pytest.mark.parametrize("spec", ["1.5h", "24x", "daily"])
+def test_a_mistyped_interval_is_named_as_one_not_as_a_cron_with_one_field(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"not an interval \(like 24h, 30m, 90s, 1h30m\) nor a 5-field cron"):
+        parse_every(spec)

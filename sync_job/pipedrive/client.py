@@ -201,8 +201,13 @@ class PipedriveClient:
     def _reading(self) -> Iterator[None]:
         try:
             yield
-        except NotSent as exc:  # nothing ever got through: a wrong base URL, DNS or network, not a flaky server
-            raise ConfigError(f"cannot reach {self._base_url}: {exc.reason}") from None
+        except NotSent as exc:
+            if exc.unknown_host:  # DNS says the name does not exist: a typo no retry can fix
+                raise ConfigError(f"cannot reach {self._base_url}: {exc.reason}: check the base URL") from None
+            # Refused, timed out, no route, DNS not answering: a blip at 03:00 must not fail the day's Job.
+            raise Unavailable(
+                f"cannot reach {self._base_url}: {exc.reason} (gave up after {self._max_attempts} attempts)"
+            ) from None
         except TransientError as exc:  # the server, not our input: exit 1 so the scheduler simply tries later
             raise Unavailable(f"Pipedrive could not be read: {exc} (gave up after retries)") from None
         except RowError as exc:

@@ -1,7 +1,9 @@
 """What a failed request means: the error for a response or transport failure, and whether to retry it.
 
 TransientError            retried (stamina, bounded in attempts and time, with jitter)
-├── NotSent               connect error / connect or pool timeout: the request never left
+├── NotSent               connect error / connect or pool timeout: the request never left (the client's
+│                         reads turn it into Unavailable, exit 1, or ConfigError, exit 2, for a host
+│                         name that does not exist)
 ├── RateLimited           429 or Cloudflare-like HTML 403: the limiter pauses, then retry
 └── OutcomeUnknown        timeout or connection lost after sending, or a 5xx: may have been applied,
                           so only idempotent requests retry it blindly; a create re-reads first
@@ -25,11 +27,16 @@ FORBIDDEN_BACKOFF = 15.0  # first wait after an HTML 403; doubles per consecutiv
 
 
 class NotSent(TransientError):
-    """The request surely never reached the server; `reason` says why (e.g. "connection refused")."""
+    """The request surely never reached the server; `reason` says why (e.g. "connection refused").
 
-    def __init__(self, message: str, *, reason: str = "") -> None:
+    `unknown_host` is set when DNS answered that the host name does not exist: a typo in the base URL
+    needs a human, while a name server that does not answer (EAI_AGAIN) may be fine on the next run.
+    """
+
+    def __init__(self, message: str, *, reason: str = "", unknown_host: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        self.unknown_host = unknown_host
 
 
 class RateLimited(TransientError):
@@ -94,7 +101,7 @@ def transport_error(exc: httpx.HTTPError, *, where: str) -> TransientError:
     name = type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         reason = connect_reason(exc)
-        return NotSent(f"{where}: {name} (not sent: {reason})", reason=reason)
+        return NotSent(f"{where}: {name} (not sent: {reason})", reason=reason, unknown_host=unknown_host(exc))
     return OutcomeUnknown(f"{where}: {name} after sending")
 
 
@@ -107,11 +114,27 @@ def connect_reason(exc: BaseException) -> str:
         if isinstance(seen, ConnectionRefusedError):
             return "connection refused"
         if isinstance(seen, socket.gaierror):
-            return f"host not found ({seen.strerror})"
+            found = "host not found" if seen.errno in _NO_SUCH_HOST else "name lookup failed"
+            return f"{found} ({seen.strerror})"
         if isinstance(seen, OSError) and seen.strerror:
             return str(seen.strerror).lower()
         seen = seen.__cause__ or seen.__context__
     return "connection failed"  # never the exception text: a transport may put anything in it
+
+
+# getaddrinfo's definite answers: the name does not exist, or has no address. EAI_AGAIN ("temporary
+# failure in name resolution") and every other code may pass on a later run.
+_NO_SUCH_HOST = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)})
+
+
+def unknown_host(exc: BaseException) -> bool:
+    """True when the failure under httpx's wrappers is DNS saying the host name does not exist."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return seen.errno in _NO_SUCH_HOST
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_hook(stats: ApiStats, *, retry_unknown: bool) -> Callable[[Exception], bool | float]:
