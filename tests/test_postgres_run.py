@@ -87,12 +87,13 @@ def test_missing_dsn_is_a_config_error_before_fetching(folder: Path, monkeypatch
         run(folder, "orders")
 
 
-def test_a_nul_byte_in_a_customer_name_names_the_source_and_customer_and_writes_nothing(
+def test_a_nul_byte_in_a_customer_name_names_the_source_file_and_line_and_writes_nothing(
     folder: Path, pg: PgServer
 ) -> None:
+    """The source check finds it before PostgreSQL's COPY could name only its staging line."""
     table = f"orders_{uuid.uuid4().hex[:8]}"
     write_sources(folder, [*CUSTOMERS[:1], (2, "Zo\x00ë", "O'Neil")], ORDERS, PAYMENTS)
-    with pytest.raises(DataError, match=r"^sources\.customers: the row with id 2 has a NUL byte in first_name"):
+    with pytest.raises(DataError, match=r"raw_customers\.csv: line 3: NUL byte"):
         run(folder, table)
     with psycopg.connect(pg.dsn) as conn:
         assert conn.execute("SELECT to_regclass(%s)", [table]).fetchone() == (None,)
