@@ -9,15 +9,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from sync_job.cli import app
 from sync_job.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, ConfigError
 from sync_job.pipedrive import snapshot
 from sync_job.sandbox.server import Sandbox
-from tests.e2e import assert_matches, crm_state, expected_from_csv, run_in, write_sources, writes
+from tests import test_bad_input
+from tests.e2e import TOKEN, assert_matches, config_file, crm_state, expected_from_csv, run_in, write_sources, writes
 
 CUSTOMERS = [(1, "Michael", "P."), (2, "Shawn", "M."), (3, "Kathleen", "P.")]
 ORDERS = [(1, 1, "2018-01-01", "returned"), (2, 3, "2018-01-02", "completed"), (3, 2, "2018-01-05", "placed")]
 PAYMENTS = [(1, 1, "credit_card", 1000), (2, 2, "coupon", 2050)]
+
+_restore_logging = test_bad_input._restore_logging  # the CLI test points the root logger at CliRunner's stream
 
 # What a value of each id-capable type looks like in Pipedrive's JSON.
 JSON_TYPE: dict[str, type] = {"double": int, "varchar": str, "text": str, "varchar_auto": str}
@@ -141,3 +146,19 @@ def test_a_snapshot_without_the_id_fields_types_is_not_trusted_and_one_with_them
         assert run_in(sources, sandbox).exit_code == EXIT_OK
     assert "incremental read of the CRM" in caplog.text
     assert writes(sandbox) == before
+
+
+@pytest.mark.parametrize("flags", [[], ["--dry-run"]])
+def test_the_cli_says_in_one_line_which_id_field_has_which_impossible_type_and_exits_2(
+    sources: Path, sandbox: Sandbox, flags: list[str]
+) -> None:
+    sandbox.store.add_field("person", "CustomerID", "date")
+    config = config_file(sources, sandbox.url)
+    env = {"PIPEDRIVE_API_TOKEN": TOKEN, "PIPEDRIVE_BASE_URL": sandbox.url}
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--log-format", "json", *flags], env=env)
+    assert result.exit_code == EXIT_INPUT, result.output
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: the persons custom field 'CustomerID' has type 'date', which cannot hold an id")
+    assert writes(sandbox) == 0
+    assert TOKEN not in result.stdout + result.stderr
