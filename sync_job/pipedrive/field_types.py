@@ -40,9 +40,6 @@ class IdField:
     def to_api(self, external_id: str) -> str | int:
         return to_api(self.field_type, external_id)
 
-    def canonical(self, value: object) -> str | None:
-        return canonical(self.field_type, value)
-
 
 def check_id_type(plural: str, name: str, field_type: str) -> None:
     """ConfigError when an existing field's type cannot hold an id (a human must pick or rename a field)."""
