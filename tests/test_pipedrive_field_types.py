@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from sync_job.errors import ConfigError, RowError
-from sync_job.pipedrive.field_types import ID_TYPES, IdField, NotConvertible, canonical, check_id_type, to_api
+from sync_job.pipedrive.field_types import (
+    ID_TYPES,
+    IdField,
+    NotConvertible,
+    canonical,
+    check_id_type,
+    to_api,
+    unconvertible,
+)
 from sync_job.pipedrive.fields import match_id_field
 from sync_job.pipedrive.frames import page_frame
 from sync_job.pipedrive.lookup import find_external_id
@@ -133,3 +141,11 @@ def test_an_id_the_field_cannot_hold_is_a_row_error_naming_the_row_the_field_and
         person_body({"external_id": big, "name": "Ann"}, field)
     message = str(info.value)
     assert message.startswith(f"person {big}: the custom field 'CustomerID' (double) cannot hold the id '{big}'")
+
+
+def test_the_plan_note_counts_the_ids_a_field_cannot_hold_and_names_the_first() -> None:
+    field = IdField(CODE, "OrderID", "double")
+    assert unconvertible(field, ["1", "2"]) is None
+    assert unconvertible(field, ["1", str(2**60), "007"]) == (
+        f"2 id(s) cannot be held by the custom field 'OrderID' (double), e.g. '{2**60}': those records will fail"
+    )

@@ -113,7 +113,11 @@ def test_an_id_a_numeric_field_cannot_hold_exactly_fails_that_row_only_naming_ro
     big = 2**53 + 1  # a double would store it as 2**53: another customer's id, so it is never sent
     write_sources(sources, [*CUSTOMERS, (big, "Big", "Id")], ORDERS, PAYMENTS)
     person_code = sandbox.store.add_field("person", "CustomerID", "double")
+    note = f"1 id(s) cannot be held by the custom field 'CustomerID' (double), e.g. '{big}': those records will fail"
+    dry = run_in(sources, sandbox, dry_run=True)
+    assert dry.report.plan["notes"] == [note]
     outcome = run_in(sources, sandbox)
+    assert outcome.report.plan["notes"] == [note]
     assert outcome.exit_code == EXIT_PARTIAL
     assert outcome.report.counts["person"] == {"create:ok": 3, "create:failed": 1}
     (failure,) = outcome.report.failures

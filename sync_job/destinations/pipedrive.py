@@ -18,7 +18,7 @@ from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
 from sync_job.pipedrive import ledger, payloads, ration, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient, WriteResult
-from sync_job.pipedrive.field_types import IdField
+from sync_job.pipedrive.field_types import IdField, unconvertible
 from sync_job.pipedrive.remote import RemoteReader
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,17 @@ class PipedriveDestination:
             if per_day is None
             else ration.days_needed(ration.write_tokens(plan), per_day, self.client.budget.available())
         )
+        # Only creates send the id: name the ones the id field cannot hold before the run (and in a dry run).
+        planned: tuple[tuple[Entity, EntityPlan], ...] = (("person", persons), ("deal", deals))
+        notes = tuple(
+            note
+            for entity, entity_plan in planned
+            if (field := self._fields.get(entity)) is not None
+            and (note := unconvertible(field, entity_plan.creates["external_id"].cast(pl.Utf8).to_list())) is not None
+        )
         return Plan(
             entities=plan.entities,
+            notes=notes,
             estimated_tokens=tokens,
             estimated_seconds=round(seconds, 1),
             tokens_per_day=per_day,

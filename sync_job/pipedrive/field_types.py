@@ -8,6 +8,7 @@ the id is sent as the JSON value the type takes (api-reference §8.2: `"str"` fo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,6 +67,22 @@ def to_api(field_type: str, external_id: str) -> str | int:
     if abs(number) > MAX_EXACT_INTEGER:
         raise NotConvertible(f"a double field holds whole numbers exactly only up to {MAX_EXACT_INTEGER}")
     return number
+
+
+def unconvertible(field: IdField, external_ids: Iterable[str]) -> str | None:
+    """A plan note when some ids cannot be held by the field (each of those rows will fail), else None."""
+    bad = []
+    for external_id in external_ids:
+        try:
+            to_api(field.field_type, external_id)
+        except NotConvertible:
+            bad.append(external_id)
+    if not bad:
+        return None
+    return (
+        f"{len(bad)} id(s) cannot be held by the custom field {field.name!r} ({field.field_type}), "
+        f"e.g. {bad[0]!r}: those records will fail"
+    )
 
 
 def canonical(field_type: str, value: object) -> str | None:
