@@ -267,6 +267,33 @@ async def test_a_lost_create_that_was_written_is_recovered_not_resent(
     assert client.stats.recovered == 1
 
 
+async def test_a_lost_create_into_a_numeric_id_field_is_recovered_from_the_number_read_back(
+    client: PipedriveClient, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_exception(httpx.ReadTimeout("timed out"), method="POST")
+    stored = [{**person(8, None), "custom_fields": {CODE: 41.0}}, {**person(9, None), "custom_fields": {CODE: 42.0}}]
+    httpx_mock.add_response(method="GET", url=PERSONS, **ok(stored))
+    result = await client.create("person", {"name": "Ann"}, external_id="42", field_code=CODE, field_type="double")
+    assert result == WriteResult("create", 9, 200, recovered=True)
+    assert body_of(httpx_mock.get_requests(method="POST")[0])["custom_fields"] == {CODE: 42}
+    assert len(httpx_mock.get_requests(method="POST")) == 1
+
+
+async def test_the_id_field_is_resolved_with_its_type_and_one_that_cannot_hold_ids_is_a_config_error(
+    client: PipedriveClient, httpx_mock: HTTPXMock
+) -> None:
+    fields = [
+        {"field_name": "CustomerID", "field_code": CODE, "field_type": "double", "is_custom_field": True},
+        {"field_name": "Segment", "field_code": "e" * 40, "field_type": "enum", "is_custom_field": True},
+    ]
+    httpx_mock.add_response(method="GET", **ok(fields), is_reusable=True)
+    field = await client.resolve_id_field("person", "CustomerID")
+    assert (field.code, field.name, field.field_type) == (CODE, "CustomerID", "double")
+    with pytest.raises(ConfigError, match="persons custom field 'Segment' has type 'enum', which cannot hold an id"):
+        await client.resolve_id_field("person", "Segment")
+    assert httpx_mock.get_requests(method="POST") == []
+
+
 @pytest.mark.parametrize(
     "failure",
     [

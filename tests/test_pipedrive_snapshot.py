@@ -13,6 +13,7 @@ from sync_job.pipedrive.frames import PERSON_SCHEMA, empty_frame
 
 URL = "https://acme.pipedrive.com"
 CODES = {"person": "p" * 40, "deal": "d" * 40}
+TYPES = {"person": "double", "deal": "varchar"}
 NOW = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
 
@@ -21,6 +22,7 @@ def meta(**changes: object) -> snapshot.Meta:
     values: dict[str, object] = {
         "base_url": URL,
         "field_codes": dict(CODES),
+        "field_types": dict(TYPES),
         "watermark": "2026-12-01T02:59:00Z",
         "full_read_at": "2026-11-30T03:00:00Z",
     }
@@ -38,6 +40,7 @@ def reason(snap: snapshot.Snapshot | None, **overrides: object) -> str | None:
     args: dict[str, object] = {
         "base_url": URL,
         "field_codes": dict(CODES),
+        "field_types": dict(TYPES),
         "server_now": NOW,
         "full_read_every": WEEK,
         "forced": False,
@@ -57,6 +60,8 @@ def test_a_fresh_snapshot_of_the_same_crm_allows_an_incremental_read() -> None:
         (snapshot.empty(meta()), {"forced": True}, "--full-read"),
         (snapshot.empty(meta()), {"base_url": "https://other.pipedrive.com"}, "another Pipedrive base URL"),
         (snapshot.empty(meta()), {"field_codes": {**CODES, "deal": "e" * 40}}, "custom-field keys differ"),
+        (snapshot.empty(meta()), {"field_types": {**TYPES, "person": "varchar"}}, "id fields' types differ"),
+        (snapshot.empty(meta(field_types={})), {}, "predates recording them"),
         (snapshot.empty(meta(full_read_at="2026-11-25T03:00:00Z")), {}, "7.0d old"),
         (snapshot.empty(meta(stale_because="2 write(s) refused")), {}, "2 write(s) refused"),
     ],

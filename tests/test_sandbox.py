@@ -207,6 +207,27 @@ def test_set_fields_reject_an_empty_array(sandbox: Sandbox, client: httpx.Client
     assert cleared["custom_fields"][code] is None
 
 
+@pytest.mark.parametrize(
+    ("field_type", "right", "wrong", "message"),
+    [("double", 17, "17", "expected a number"), ("varchar", "17", 17, "expected a string"),
+     ("text", "17", 17, "expected a string"), ("varchar_auto", "17", 17.0, "expected a string")],
+)  # fmt: skip
+def test_a_custom_field_keeps_values_of_its_type_and_answers_400_to_another(
+    sandbox: Sandbox, client: httpx.Client, field_type: str, right: object, wrong: object, message: str
+) -> None:
+    code = sandbox.store.add_field("person", "CustomerID", field_type)
+    refused = client.post("/api/v2/persons", json={"name": "A", "custom_fields": {code: wrong}})
+    assert refused.status_code == 400
+    assert message in refused.json()["error"]
+    assert f"CustomerID, {field_type}" in refused.json()["error"]
+    created = client.post("/api/v2/persons", json={"name": "A", "custom_fields": {code: right}}).json()["data"]
+    assert created["custom_fields"][code] == right
+    assert type(created["custom_fields"][code]) is type(right)
+    listed = client.get("/api/v2/persons", params={"custom_fields": code}).json()["data"]
+    assert [p["custom_fields"][code] for p in listed] == [right]
+    assert client.patch(f"/api/v2/persons/{created['id']}", json={"custom_fields": {code: wrong}}).status_code == 400
+
+
 # -- search ------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
 from sync_job.pipedrive import ledger, payloads, ration, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient, WriteResult
+from sync_job.pipedrive.field_types import IdField, unconvertible
 from sync_job.pipedrive.remote import RemoteReader
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class PipedriveDestination:
         )
         self._day: str | None = None  # today in Pipedrive's clock, once a response has told it
         self._order_dates = pl.DataFrame(schema={"external_id": pl.Utf8, "order_date": pl.Date})
-        self._codes: dict[Entity, str | None] = {}
+        self._fields: dict[Entity, IdField | None] = {}
         self._remote_persons = pl.DataFrame()
         self._next: snapshot.Snapshot | None = None  # what this run's read saw; the apply adds its own writes
         self._written: dict[Entity, list[dict[str, Any]]] = {"person": [], "deal": []}
@@ -71,7 +72,7 @@ class PipedriveDestination:
 
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
         remote = await self.reader.read()
-        self._codes, self._next, self._day = remote.codes, remote.next_snapshot, remote.day
+        self._fields, self._next, self._day = remote.fields, remote.next_snapshot, remote.day
         remote_persons, remote_deals = remote.persons, remote.deals
         self._remote_persons = remote_persons
         persons = diff.diff_persons(diff.desired_persons(customers), remote_persons)
@@ -87,8 +88,17 @@ class PipedriveDestination:
             if per_day is None
             else ration.days_needed(ration.write_tokens(plan), per_day, self.client.budget.available())
         )
+        # Only creates send the id: name the ones the id field cannot hold before the run (and in a dry run).
+        planned: tuple[tuple[Entity, EntityPlan], ...] = (("person", persons), ("deal", deals))
+        notes = tuple(
+            note
+            for entity, entity_plan in planned
+            if (field := self._fields.get(entity)) is not None
+            and (note := unconvertible(field, entity_plan.creates["external_id"].cast(pl.Utf8).to_list())) is not None
+        )
         return Plan(
             entities=plan.entities,
+            notes=notes,
             estimated_tokens=tokens,
             estimated_seconds=round(seconds, 1),
             tokens_per_day=per_day,
@@ -181,8 +191,8 @@ class PipedriveDestination:
         self, entity: Entity, plan: EntityPlan, on_result: Callable[[RecordResult], None], stop: asyncio.Event
     ) -> pl.DataFrame:
         """Run the entity's creates and updates with bounded concurrency; returns (external_id, id) of creates."""
-        code = self._codes[entity]
-        assert code is not None, "apply needs the resolved custom field (plan() without dry_run)"
+        field = self._fields[entity]
+        assert field is not None, "apply needs the resolved custom field (plan() without dry_run)"
         ops: list[Op] = [("create", row) for row in plan.creates.iter_rows(named=True)]
         ops += [("update", row) for row in plan.updates.iter_rows(named=True)]
         created: list[tuple[str, int]] = []
@@ -195,7 +205,7 @@ class PipedriveDestination:
             on_result(RecordResult(entity, str(row["external_id"]), action, outcome, **extra))  # type: ignore[arg-type]
 
         async def one(action: Action, row: dict[str, Any]) -> None:
-            send = self._send(entity, code, action, row)
+            send = self._send(entity, field, action, row)
             try:
                 result = await send()
             except asyncio.CancelledError:
@@ -264,18 +274,24 @@ class PipedriveDestination:
             on_result(RecordResult(entity, str(row["external_id"]), action, "skipped", row.get("id"), None, reason))
 
     def _send(
-        self, entity: Entity, code: str, action: Action, row: dict[str, Any]
+        self, entity: Entity, field: IdField, action: Action, row: dict[str, Any]
     ) -> Callable[[], Awaitable[WriteResult]]:
         """Build the request for one planned row; a row that cannot be mapped is a RowError, not a crash."""
 
         async def send() -> WriteResult:
             if action == "create":
                 if entity == "person":
-                    body = payloads.person_body(row, code)
+                    body = payloads.person_body(row, field)
                 else:
-                    body = payloads.deal_body(row, code, row.get("person_id"))
-                return await self.client.create(entity, body, external_id=str(row["external_id"]), field_code=code)
-            changes = payloads.patch_body(entity, row, row["changed"], code)
+                    body = payloads.deal_body(row, field, row.get("person_id"))
+                return await self.client.create(
+                    entity,
+                    body,
+                    external_id=str(row["external_id"]),
+                    field_code=field.code,
+                    field_type=field.field_type,
+                )
+            changes = payloads.patch_body(entity, row, row["changed"], field)
             return await self.client.update(entity, int(row["id"]), changes)
 
         return send

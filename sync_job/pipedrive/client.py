@@ -18,7 +18,8 @@ import stamina
 from sync_job import __version__
 from sync_job.errors import ConfigError, RowError, SourceError, TransientError, Unavailable
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
-from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, FieldMissing, create_field_body, match_custom_field
+from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField, NotConvertible, to_api
+from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, FieldMissing, create_field_body, match_id_field
 from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
 from sync_job.pipedrive.lookup import find_external_id, reread_params, server_clock, server_since
 from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
@@ -86,7 +87,7 @@ class PipedriveClient:
         self._max_seconds = max_seconds
         self._settle_seconds = settle_seconds  # lets a write the server is still finishing land before a re-read
         self._sem = asyncio.Semaphore(concurrency)
-        self._fields: dict[tuple[Entity, str], str] = {}
+        self._fields: dict[tuple[Entity, str], IdField] = {}
         self._forbidden_streak = 0
         self._date: tuple[str, float] | None = None  # last Date header and our wall clock when it arrived
         self.limiter = limiter or RateLimiter()
@@ -224,7 +225,13 @@ class PipedriveClient:
             pager.advance(next_cursor(body), len(data))
 
     async def iter_pages(
-        self, entity: Entity, field_code: str, *, updated_since: str | None = None, deleted: bool = False
+        self,
+        entity: Entity,
+        field_code: str,
+        *,
+        field_type: str = NEW_FIELD_TYPE,
+        updated_since: str | None = None,
+        deleted: bool = False,
     ) -> AsyncIterator[pl.DataFrame]:
         """The entity's records, one frame per page of 500 (remote columns, see frames.py).
 
@@ -239,7 +246,7 @@ class PipedriveClient:
             params["status"] = "deleted"
         with self._reading():
             async for data in self._pages(path, params):
-                yield page_frame(entity, data, field_code)
+                yield page_frame(entity, data, field_code, field_type)
 
     def server_now(self) -> datetime | None:
         """Now in Pipedrive's clock: its last Date header plus the time since; None before any Date header."""
@@ -247,8 +254,8 @@ class PipedriveClient:
         server = server_clock(time.time(), date, received)
         return None if server is None else datetime.fromtimestamp(server, UTC)
 
-    async def read_all(self, entity: Entity, field_code: str) -> pl.DataFrame:
-        frames = [frame async for frame in self.iter_pages(entity, field_code)]
+    async def read_all(self, entity: Entity, field_code: str, field_type: str = NEW_FIELD_TYPE) -> pl.DataFrame:
+        frames = [frame async for frame in self.iter_pages(entity, field_code, field_type=field_type)]
         return pl.concat(frames, how="vertical", rechunk=True) if frames else empty_frame(entity)
 
     # ---- custom fields -----------------------------------------------------------------------------------
@@ -258,28 +265,36 @@ class PipedriveClient:
 
     async def resolve_field(self, entity: Entity, name: str, *, create: bool = True) -> str:
         """The `field_code` of the custom field called `name`, created (varchar) when missing."""
+        return (await self.resolve_id_field(entity, name, create=create)).code
+
+    async def resolve_id_field(self, entity: Entity, name: str, *, create: bool = True) -> IdField:
+        """The external-id field called `name` with its type, created (varchar) when missing.
+
+        An existing field is used whatever its type, as long as the type can hold an id (ConfigError otherwise).
+        """
         if (entity, name) in self._fields:
             return self._fields[(entity, name)]
         plural = ENTITY_PLURAL[entity]
         with self._reading():
-            code = match_custom_field(await self._field_items(entity), name, entity)
+            field = match_id_field(await self._field_items(entity), name, entity)
             for _ in range(self._max_attempts):
-                if code is not None or not create:
+                if field is not None or not create:
                     break
                 try:
                     _, body = await self._call(
                         "field_create", "POST", FIELDS_PATH[entity], body=create_field_body(name), retry_unknown=False
                     )
-                    code = str(body["data"]["field_code"])
-                    log.info("created the %s custom field %r (%s)", plural, name, code)
+                    data = body["data"]
+                    field = IdField(str(data["field_code"]), name, str(data.get("field_type") or NEW_FIELD_TYPE))
+                    log.info("created the %s custom field %r (%s)", plural, name, field.code)
                 except OutcomeUnknown:  # it may exist now: look before creating a second one
-                    code = match_custom_field(await self._field_items(entity), name, entity)
+                    field = match_id_field(await self._field_items(entity), name, entity)
                 except RowError as exc:
                     raise ConfigError(f"could not create the {plural} custom field {name!r}: {exc}") from None
-        if code is None:
+        if field is None:
             raise FieldMissing(f"Pipedrive has no {plural} custom field named {name!r}")
-        self._fields[(entity, name)] = code
-        return code
+        self._fields[(entity, name)] = field
+        return field
 
     # ---- writing -----------------------------------------------------------------------------------------
 
@@ -291,7 +306,9 @@ class PipedriveClient:
             status = getattr(exc, "status", None) or (429 if isinstance(exc, RateLimited) else None)
             raise RowError(f"{exc} (gave up after retries)", status=status) from None
 
-    async def find_by_external_id(self, entity: Entity, field_code: str, external_id: str, since: float) -> int | None:
+    async def find_by_external_id(
+        self, entity: Entity, field_code: str, external_id: str, since: float, field_type: str = NEW_FIELD_TYPE
+    ) -> int | None:
         """Consistent re-read: list records updated since `since` (epoch seconds) and match the custom field.
 
         Search is not used: its index may lag behind writes, so only the list endpoint can say "absent".
@@ -299,14 +316,31 @@ class PipedriveClient:
         date, received = self._date or (None, None)
         params = reread_params(server_since(since, date, received), field_code)
         async for data in self._pages(f"/api/v2/{ENTITY_PLURAL[entity]}", params, use_reserve=True):
-            if (found := find_external_id(data, field_code, external_id)) is not None:
+            if (found := find_external_id(data, field_code, external_id, field_type)) is not None:
                 return found
         return None
 
-    async def create(self, entity: Entity, body: dict[str, Any], *, external_id: str, field_code: str) -> WriteResult:
-        """POST one record; when the outcome is unknown, re-read and create only if it is really absent."""
+    async def create(
+        self,
+        entity: Entity,
+        body: dict[str, Any],
+        *,
+        external_id: str,
+        field_code: str,
+        field_type: str = NEW_FIELD_TYPE,
+    ) -> WriteResult:
+        """POST one record; when the outcome is unknown, re-read and create only if it is really absent.
+
+        The external id goes into its field in the field's type, unless `body` carries it already.
+        """
         path = f"/api/v2/{ENTITY_PLURAL[entity]}"
-        payload = {**body, "custom_fields": {field_code: external_id, **(body.get("custom_fields") or {})}}
+        custom = dict(body.get("custom_fields") or {})
+        if field_code not in custom:
+            try:
+                custom[field_code] = to_api(field_type, external_id)
+            except NotConvertible as exc:
+                raise RowError(f"{entity} {external_id}: the id field ({field_type}) cannot hold it: {exc}") from None
+        payload = {**body, "custom_fields": custom}
         first_sent: float | None = None
         started = time.monotonic()
         last: OutcomeUnknown | None = None
@@ -321,7 +355,7 @@ class PipedriveClient:
                 self.stats.unknown_outcomes += 1
                 log.warning("%s %s: outcome unknown (%s); re-reading before any retry", entity, external_id, last)
                 await self.limiter.sleep(self._settle_seconds)
-                found = await self.find_by_external_id(entity, field_code, external_id, first_sent)
+                found = await self.find_by_external_id(entity, field_code, external_id, first_sent, field_type)
                 if found is not None:
                     self.stats.recovered += 1
                     return WriteResult("create", found, 200, recovered=True)

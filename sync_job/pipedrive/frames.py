@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import polars as pl
 
+from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, canonical
+
 Entity = Literal["person", "deal"]
 
 PERSON_SCHEMA: dict[str, pl.DataType] = {
@@ -31,18 +33,23 @@ def empty_frame(entity: Entity) -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMAS[entity])
 
 
-def external_ids(records: list[dict[str, Any]], field_code: str) -> list[Any]:
-    """The custom field's value of each record (one key looked up per record; no objects built)."""
-    return [cf.get(field_code) if isinstance(cf := r.get("custom_fields"), dict) else None for r in records]
+def external_ids(records: list[dict[str, Any]], field_code: str, field_type: str = NEW_FIELD_TYPE) -> list[str | None]:
+    """The custom field's value of each record as the text a source id has (see field_types.canonical)."""
+    return [
+        canonical(field_type, cf.get(field_code)) if isinstance(cf := r.get("custom_fields"), dict) else None
+        for r in records
+    ]
 
 
-def page_frame(entity: Entity, records: list[dict[str, Any]], field_code: str) -> pl.DataFrame:
-    """Build the remote frame of one page; `external_id` is the custom field's value as a string (or null)."""
+def page_frame(
+    entity: Entity, records: list[dict[str, Any]], field_code: str, field_type: str = NEW_FIELD_TYPE
+) -> pl.DataFrame:
+    """Build the remote frame of one page; `external_id` is the custom field's value as id text (or null)."""
     schema = SCHEMAS[entity]
     if not records:
         return empty_frame(entity)
     plain = {name: dtype for name, dtype in schema.items() if name != "external_id"}
     # strict=False: v2 sends integral values like 200 for a Float64 column, ints are fine as Int64
     frame = pl.from_dicts(records, schema=plain, strict=False)
-    ext = pl.Series("external_id", external_ids(records, field_code), dtype=pl.Utf8, strict=False)
+    ext = pl.Series("external_id", external_ids(records, field_code, field_type), dtype=pl.Utf8)
     return frame.with_columns(ext).select(list(schema))

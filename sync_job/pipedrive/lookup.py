@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, canonical
+
 # How far before the lost POST the consistent re-read starts: our clock vs the server's `update_time`.
 SKEW_WITH_DATE = 5.0  # the server's Date header (1 s resolution) told us its clock
 SKEW_WITHOUT_DATE = 120.0
@@ -44,10 +46,12 @@ def reread_params(since: float, field_code: str) -> dict[str, str]:
     }
 
 
-def find_external_id(records: list[dict[str, Any]], field_code: str, external_id: str) -> int | None:
-    """The id of the first record whose custom field holds `external_id`."""
+def find_external_id(
+    records: list[dict[str, Any]], field_code: str, external_id: str, field_type: str = NEW_FIELD_TYPE
+) -> int | None:
+    """The id of the first record whose custom field holds `external_id` (compared as field_types.canonical)."""
     for record in records:
         fields = record.get("custom_fields")
-        if isinstance(fields, dict) and str(fields.get(field_code)) == external_id:
+        if isinstance(fields, dict) and canonical(field_type, fields.get(field_code)) == external_id:
             return int(record["id"])
     return None

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from sync_job.errors import RowError
+from sync_job.pipedrive.field_types import IdField, NotConvertible
 
 Entity = Literal["person", "deal"]
 
@@ -27,29 +28,41 @@ def money(value: float | int | None) -> float:
     return math.copysign(whole, cents) / 100 if whole else 0.0
 
 
-def person_body(row: Mapping[str, Any], field_code: str) -> dict[str, Any]:
+def person_body(row: Mapping[str, Any], field: IdField) -> dict[str, Any]:
     """POST /api/v2/persons body: the name and the customer id in its custom field."""
-    return {"name": _text(row["name"]), "custom_fields": {field_code: str(row["external_id"])}}
+    return {"name": _text(row["name"]), "custom_fields": id_value("person", row, field)}
 
 
-def deal_body(row: Mapping[str, Any], field_code: str, person_id: int | None) -> dict[str, Any]:
+def deal_body(row: Mapping[str, Any], field: IdField, person_id: int | None) -> dict[str, Any]:
     """POST /api/v2/deals body; RowError when the deal's person has no Pipedrive id (its create failed)."""
     return {
         "title": _text(row["title"]),
         "value": money(row["value"]),
         "currency": _text(row["currency"]),
         "person_id": _person_id(row, person_id),
-        "custom_fields": {field_code: str(row["external_id"])},
+        "custom_fields": id_value("deal", row, field),
     }
 
 
-def patch_body(entity: Entity, row: Mapping[str, Any], changed: Iterable[str], field_code: str) -> dict[str, Any]:
+def id_value(entity: Entity, row: Mapping[str, Any], field: IdField) -> dict[str, Any]:
+    """`custom_fields` holding the row's external id in the field's type; RowError naming row, field and value."""
+    external_id = str(row["external_id"])
+    try:
+        return {field.code: field.to_api(external_id)}
+    except NotConvertible as exc:
+        raise RowError(
+            f"{entity} {external_id}: the custom field {field.name!r} ({field.field_type}) cannot hold "
+            f"the id {external_id!r}: {exc}"
+        ) from None
+
+
+def patch_body(entity: Entity, row: Mapping[str, Any], changed: Iterable[str], field: IdField) -> dict[str, Any]:
     """PATCH body with only the changed fields; a changed person link needs `person_id` resolved on the row."""
     fields = _FIELDS[entity]
     body: dict[str, Any] = {}
     for column in changed:
         if column == "external_id":
-            body["custom_fields"] = {field_code: str(row["external_id"])}
+            body["custom_fields"] = id_value(entity, row, field)
         elif column == "value":
             body["value"] = money(row["value"])
         elif column == "person_external_id":

@@ -13,6 +13,7 @@ from sync_job.config import PipedriveSettings
 from sync_job.console import RunConsole
 from sync_job.pipedrive import ledger, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient
+from sync_job.pipedrive.field_types import IdField
 from sync_job.pipedrive.fields import ENTITY_PLURAL, FieldGone, FieldMissing
 from sync_job.pipedrive.frames import empty_frame
 
@@ -21,11 +22,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Remote:
-    """What one read saw: the frames, the id fields' keys, and the snapshot to store after the apply."""
+    """What one read saw: the frames, the id fields (key and type), and the snapshot to store after the apply."""
 
     persons: pl.DataFrame
     deals: pl.DataFrame
-    codes: dict[Entity, str | None]
+    fields: dict[Entity, IdField | None]  # None: missing, and a dry run does not create it
     next_snapshot: snapshot.Snapshot | None  # None: nothing to store (no Date header, or fields missing)
     day: str | None  # today in Pipedrive's clock, for the budget ledger
 
@@ -47,10 +48,15 @@ class RemoteReader:
         # Field keys are remembered per CRM: a snapshot of another base URL says nothing about this one's fields.
         same_crm = old is not None and snapshot.same_base_url(old.meta.base_url, self.client.base_url)
         remembered = old.meta.field_codes if old is not None and same_crm else {}
-        codes: dict[Entity, str | None] = {
-            "person": await self._field("person", self.settings.person_id_field, remembered.get("person")),
-            "deal": await self._field("deal", self.settings.deal_id_field, remembered.get("deal")),
+        names: dict[Entity, str] = {"person": self.settings.person_id_field, "deal": self.settings.deal_id_field}
+        # Both fields are looked up (and their types checked) before either is created: a config error in the
+        # second must not leave the first created.
+        found = {entity: await self._field(entity, name, remembered.get(entity)) for entity, name in names.items()}
+        fields = {
+            entity: await self._create(entity, name) if found[entity] is None else found[entity]
+            for entity, name in names.items()
         }
+        codes = {entity: None if field is None else field.code for entity, field in fields.items()}
         started = self.client.server_now()  # after the field lists: their Date header gives Pipedrive's clock
         day = self._count_earlier_spending(started.strftime("%Y-%m-%d")) if started is not None else None
         reason = None
@@ -59,6 +65,7 @@ class RemoteReader:
                 old,
                 base_url=self.client.base_url,
                 field_codes={str(entity): code for entity, code in codes.items()},
+                field_types={str(entity): field.field_type for entity, field in fields.items() if field is not None},
                 server_now=started,
                 full_read_every=self.settings.full_read_every,
                 forced=self.full_read,
@@ -66,28 +73,29 @@ class RemoteReader:
         if old is None or reason is not None or started is None:
             if self.snapshot_path is not None:
                 log.info("full read of the CRM: %s", reason or "Pipedrive sent no Date header to date a snapshot by")
-            persons = await self._read("person", codes["person"])
-            deals = await self._read("deal", codes["deal"])
+            persons = await self._read("person", fields["person"])
+            deals = await self._read("deal", fields["deal"])
             full_read_at = started
         else:
             since = old.meta.watermark
             log.info("incremental read of the CRM: changes since %s (last full read %s)", since, old.meta.full_read_at)
-            changed_persons = await self._read("person", codes["person"], updated_since=since)
-            changed_deals = await self._read("deal", codes["deal"], updated_since=since)
-            deleted_deals = await self._read("deal", codes["deal"], updated_since=since, deleted=True)
+            changed_persons = await self._read("person", fields["person"], updated_since=since)
+            changed_deals = await self._read("deal", fields["deal"], updated_since=since)
+            deleted_deals = await self._read("deal", fields["deal"], updated_since=since, deleted=True)
             persons = snapshot.merge("person", old.persons, changed_persons, [])
             deals = snapshot.merge("deal", old.deals, changed_deals, deleted_deals["id"].to_list())
             full_read_at = snapshot.parse_time(old.meta.full_read_at)
         taken = None
-        if started is not None and full_read_at is not None and None not in codes.values():
+        if started is not None and full_read_at is not None and None not in fields.values():
             meta = snapshot.Meta(
                 base_url=self.client.base_url,
                 field_codes={entity: str(code) for entity, code in codes.items()},
+                field_types={entity: field.field_type for entity, field in fields.items() if field is not None},
                 watermark=snapshot.next_watermark(started),
                 full_read_at=snapshot.rfc3339(full_read_at),
             )
             taken = snapshot.Snapshot(meta, persons, deals)
-        return Remote(persons, deals, codes, taken, day)
+        return Remote(persons, deals, fields, taken, day)
 
     def _count_earlier_spending(self, day: str) -> str | None:
         """Tell the budget what this job's earlier runs spent today; the day, when it is to be recorded."""
@@ -100,11 +108,13 @@ class RemoteReader:
             log.info("Pipedrive's daily budget was reset since this job's earlier runs today: they no longer count")
         return day
 
-    async def _field(self, entity: Entity, name: str, remembered: str | None) -> str | None:
+    async def _field(self, entity: Entity, name: str, remembered: str | None) -> IdField | None:
+        """The existing id field (its type checked); None when missing. FieldGone when it was there last run."""
         try:
-            code: str | None = await self.client.resolve_field(entity, name, create=False)
+            field: IdField | None = await self.client.resolve_id_field(entity, name, create=False)
         except FieldMissing:
-            code = None
+            field = None
+        code = None if field is None else field.code
         if remembered is not None and code != remembered and not self.recreate_fields:
             # The field links records to source rows: under a new key every record looks unlinked, and the run
             # would create a second person or deal for every row. A human decides.
@@ -114,16 +124,19 @@ class RemoteReader:
                 f"and {now}: restore it, or run with --recreate-fields to accept a new one "
                 f"(every {entity} is then created again, next to the old ones)"
             )
-        if code is not None or self.dry_run:  # a dry run must not create the field: nothing matches yet
-            return code
-        return await self.client.resolve_field(entity, name, create=True)
+        return field
 
-    async def _read(self, entity: Entity, code: str | None, **query: Any) -> pl.DataFrame:
-        if code is None:
+    async def _create(self, entity: Entity, name: str) -> IdField | None:
+        if self.dry_run:  # a dry run must not create the field: nothing matches yet
+            return None
+        return await self.client.resolve_id_field(entity, name, create=True)
+
+    async def _read(self, entity: Entity, field: IdField | None, **query: Any) -> pl.DataFrame:
+        if field is None:
             return empty_frame(entity)
         frames = []
         label = f"reading deleted {entity}s" if query.get("deleted") else f"reading {entity}s"
-        async for page in self.client.iter_pages(entity, code, **query):
+        async for page in self.client.iter_pages(entity, field.code, field_type=field.field_type, **query):
             frames.append(page)
             self.ui.advance(label, page.height)
         total = sum(frame.height for frame in frames)

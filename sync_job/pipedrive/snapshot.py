@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ class Meta:
     watermark: str  # the next incremental read asks for records with update_time >= this
     full_read_at: str  # when the last full read started
     version: int = VERSION
+    # entity -> the id field's type: the external ids are stored as that type reads back (field_types.canonical),
+    # so a snapshot without types (an older run) or of other types is not trusted.
+    field_types: dict[str, str] = field(default_factory=dict)
     # Set when the CRM refused a write in a way a stale snapshot explains (a record gone that the snapshot holds):
     # the next run then reads in full instead of trusting it.
     stale_because: str = ""
@@ -75,6 +78,7 @@ def full_read_reason(
     *,
     base_url: str,
     field_codes: dict[str, str | None],
+    field_types: dict[str, str] | None = None,
     server_now: datetime,
     full_read_every: timedelta,
     forced: bool,
@@ -91,6 +95,8 @@ def full_read_reason(
     # shows here (the records then carry their ids under another key).
     if any(meta.field_codes.get(entity) != code for entity, code in field_codes.items()):
         return "the custom-field keys differ from the snapshot's (another account, or a field was re-created)"
+    if field_types is not None and meta.field_types != field_types:
+        return "the id fields' types differ from the snapshot's (or it predates recording them)"
     if meta.stale_because:
         return meta.stale_because
     age = server_now - parse_time(meta.full_read_at)
@@ -179,6 +185,7 @@ def _meta_from(raw: dict[str, str]) -> Meta:
         watermark=rfc3339(parse_time(str(data["watermark"]))),
         full_read_at=rfc3339(parse_time(str(data["full_read_at"]))),
         version=int(data["version"]),
+        field_types={str(k): str(v) for k, v in (data.get("field_types") or {}).items()},
         stale_because=str(data.get("stale_because") or ""),
     )
 
@@ -208,6 +215,7 @@ def save(path: Path, snapshot: Snapshot) -> None:
             "watermark": snapshot.meta.watermark,
             "full_read_at": snapshot.meta.full_read_at,
             "version": snapshot.meta.version,
+            "field_types": snapshot.meta.field_types,
             "stale_because": snapshot.meta.stale_because,
         }
     )
