@@ -212,6 +212,10 @@ def run(
         bool,
         typer.Option("--recreate-fields", help="Create the id custom fields again when they were deleted in the CRM."),
     ] = False,
+    allow_deletes: Annotated[
+        bool,
+        typer.Option("--allow-deletes", help="Mirror mode: delete even more than max_delete_fraction of the records."),
+    ] = False,
     log_format: LogFormatOption = "auto",
     verbose: VerboseOption = False,
 ) -> None:
@@ -240,6 +244,7 @@ def run(
             rich_output=rich_output,
             full_read=full_read,
             recreate_fields=recreate_fields,
+            allow_deletes=allow_deletes,
         )
         if every is not None:
             from sync_job import schedule

@@ -110,6 +110,28 @@ class DestinationSettings(_Strict):
         return value
 
 
+Mode = Literal["upsert", "update", "mirror"]
+DEFAULT_MAX_DELETE_FRACTION = 0.1
+
+
+class EntitySettings(_Strict):
+    """What a run may do to one entity's records (README "Sync modes")."""
+
+    mode: Mode = "upsert"  # upsert: create and update; update: only update; mirror: also delete what left the source
+    # mirror only: the largest share of the remote records that carry an external id one run may delete
+    max_delete_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
+
+    @model_validator(mode="after")
+    def _fraction_needs_mirror(self) -> EntitySettings:
+        if self.max_delete_fraction is not None and self.mode != "mirror":
+            raise ValueError(f"max_delete_fraction only applies to mode 'mirror' (mode is '{self.mode}')")
+        return self
+
+    @property
+    def delete_fraction(self) -> float:
+        return DEFAULT_MAX_DELETE_FRACTION if self.max_delete_fraction is None else self.max_delete_fraction
+
+
 RunStatus = Literal["ok", "partial", "interrupted", "budget_exhausted", "dry_run", "failed"]
 
 
@@ -145,6 +167,21 @@ class Settings(_Strict):
     history: HistorySettings = HistorySettings()
     notify: NotifySettings = NotifySettings()
     metrics: MetricsSettings = MetricsSettings()
+    persons: EntitySettings = EntitySettings()
+    deals: EntitySettings = EntitySettings()
+
+    @model_validator(mode="after")
+    def _modes_the_destination_honours(self) -> Settings:
+        # The PostgreSQL table is rewritten in one transaction from the whole source (upsert by order id); a
+        # per-row update-only or delete mode has no meaning there yet: refuse it rather than ignore it.
+        if self.destination.kind == "postgres":
+            for name in ("persons", "deals"):
+                mode = getattr(self, name).mode
+                if mode != "upsert":
+                    raise ValueError(
+                        f"{name}.mode '{mode}' is not supported by the postgres destination (only 'upsert')"
+                    )
+        return self
 
     @property
     def base_url(self) -> str:
@@ -334,6 +371,8 @@ def _describe(exc: ValidationError) -> str:
     got = error.get("input")
     shown = f" (got {type(got).__name__} {_short(repr(got))})" if not isinstance(got, dict) else ""
     message = error["msg"].removeprefix("Value error, ")
+    if not dotted:  # a check across several keys: the message names them
+        return f"invalid settings: {message}"
     return f"invalid value for '{dotted}': {message}{shown}"
 
 

@@ -64,13 +64,14 @@ class RunConsole:
             self.event("plan", **summary)
             return
         table = Table(title="Plan (dry run: nothing sent)")
-        for column in ("entity", "creates", "updates", "unchanged", "remote duplicates", "remote only"):
+        for column in ("entity", "creates", "updates", "deletes", "unchanged", "remote duplicates", "remote only"):
             table.add_column(column, justify="right" if column != "entity" else "left")
         for entity in summary.get("entities", []):
             table.add_row(
                 entity["entity"],
                 str(entity["creates"]),
                 str(entity["updates"]),
+                str(entity.get("deletes", 0) + entity.get("held_deletes", 0)),
                 str(entity["unchanged"]),
                 str(entity["duplicates"]),
                 str(entity.get("orphans", 0)),
@@ -83,6 +84,10 @@ class RunConsole:
                 f"Estimated API tokens: {summary['estimated_tokens']}, "
                 f"time at the rate limit: {summary.get('estimated_seconds', 0):.0f} s"
             )
+        if summary.get("delete_tokens"):
+            self.console.print(f"Deletes cost {summary['delete_tokens']} API tokens")
+        if summary.get("held_deletes"):
+            self.console.print(summary["held_deletes"], markup=False, highlight=False)
         if summary.get("days_needed") is not None:
             self.console.print(
                 f"Days needed: {summary['days_needed']} at {summary.get('tokens_per_day')} API tokens a day"
@@ -121,6 +126,10 @@ class RunConsole:
                 table.add_row(entity["entity"], "unchanged", str(entity["unchanged"]))
             if entity["duplicates"]:
                 table.add_row(entity["entity"], "remote duplicates (left alone)", str(entity["duplicates"]))
+            if entity.get("skipped"):
+                table.add_row(entity["entity"], "not in Pipedrive (mode update: skipped)", str(entity["skipped"]))
+            if entity.get("held_deletes"):
+                table.add_row(entity["entity"], "deletes held (max_delete_fraction)", str(entity["held_deletes"]))
         self.console.print(table)
         if report.failures_total:
             self.console.print(

@@ -20,6 +20,7 @@ MONEY_COLUMNS = frozenset({"value"})  # compared to the cent, not as floats
 # Pipedrive v2 token costs (api-reference §10.2) and page size.
 CREATE_TOKENS = 5
 UPDATE_TOKENS = 5
+DELETE_TOKENS = 3
 LIST_TOKENS = 10
 PAGE_SIZE = 500
 BURST_WINDOW_SECONDS = 2.0
@@ -192,8 +193,9 @@ def estimate(plan: Plan, remote_counts: Mapping[str, int], burst: int) -> tuple[
     pages = sum(max(1, math.ceil(n / PAGE_SIZE)) for n in remote_counts.values())
     creates = sum(e.creates.height for e in plan.entities)
     updates = sum(e.updates.height for e in plan.entities)
-    tokens = pages * LIST_TOKENS + creates * CREATE_TOKENS + updates * UPDATE_TOKENS
-    requests = pages + creates + updates
+    deletes = sum(e.deletes.height for e in plan.entities)
+    tokens = pages * LIST_TOKENS + creates * CREATE_TOKENS + updates * UPDATE_TOKENS + deletes * DELETE_TOKENS
+    requests = pages + creates + updates + deletes
     seconds = requests * BURST_WINDOW_SECONDS / max(1, burst)
     return tokens, seconds
 
@@ -214,10 +216,17 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
                 "unchanged": e.unchanged,
                 "duplicates": e.duplicates.height,
                 "orphans": e.orphans,
+                "deletes": e.deletes.height,
+                "held_deletes": e.held.height,
+                "skipped": e.skipped,
                 "sample_creates": [
                     {k: _json(v) for k, v in row.items()} for row in e.creates.head(sample).iter_rows(named=True)
                 ],
                 "sample_updates": updates,
+                "sample_deletes": [
+                    {"key": r["external_id"], "id": r["id"]}
+                    for r in pl.concat([e.deletes, e.held]).head(sample).iter_rows(named=True)
+                ],
                 "sample_duplicates": [
                     {"key": r["key"], "ids": list(r["ids"])} for r in e.duplicates.head(sample).iter_rows(named=True)
                 ],
@@ -230,6 +239,9 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
         "tokens_per_day": plan.tokens_per_day,
         "days_needed": plan.days_needed,
         "notes": list(plan.notes),
+        "held_deletes": plan.held_line,
+        # every delete listed, held ones included: what accepting them with --allow-deletes costs
+        "delete_tokens": sum(e.deletes.height + e.held.height for e in plan.entities) * DELETE_TOKENS,
         "entities": entities,
     }
 

@@ -16,7 +16,7 @@ _SCHEMA = dict.fromkeys(COLUMNS, pl.Utf8)
 
 def changes(plan: Plan) -> pl.DataFrame:
     """One row per field a write sets (pure): a create lists every field (no old value), an update its changed ones."""
-    frames = [frame for e in plan.entities for frame in (_creates(e), _updates(e))]
+    frames = [frame for e in plan.entities for frame in (_creates(e), _updates(e), _deletes(e))]
     return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=_SCHEMA)
 
 
@@ -60,6 +60,22 @@ def _updates(e: EntityPlan) -> pl.DataFrame:
     return pl.concat(per_field, how="vertical").sort("_row", maintain_order=True).drop("_row")
 
 
+def _deletes(e: EntityPlan) -> pl.DataFrame:
+    """A delete is one row: `old` is the Pipedrive id; a delete the guard held back says so in `new`."""
+    frames = [
+        rows.select(
+            pl.lit(e.entity).alias("entity"),
+            pl.col("external_id").cast(pl.Utf8),
+            pl.lit("delete").alias("action"),
+            pl.lit("id").alias("field"),
+            pl.col("id").cast(pl.Utf8).alias("old"),
+            pl.lit(new, dtype=pl.Utf8).alias("new"),
+        )
+        for rows, new in ((e.deletes, None), (e.held, "held: more than max_delete_fraction"))
+    ]
+    return pl.concat(frames, how="vertical")
+
+
 def write(plan: Plan, workdir: Path, run_id: str) -> Path:
     """WORKDIR/plans/<run_id>.csv, written atomically."""
     folder = workdir / "plans"
@@ -72,12 +88,15 @@ def write(plan: Plan, workdir: Path, run_id: str) -> Path:
 
 
 def sample_lines(summary: dict[str, Any], width: int = 40) -> list[str]:
-    """The dry run's samples as aligned lines (pure): `~ deal 12  value  9.99 → 12.50`, `+ person 7  name  Ada`."""
+    """The dry run's samples as aligned lines (pure): `~ deal 12  value  9.99 → 12.50`, `+ person 7  name  Ada`,
+    `- deal 9  id  412` (a mirror delete of Pipedrive record 412)."""
     rows: list[tuple[str, str, str, str, str]] = []
     for entity in summary.get("entities", []):
         for update in entity.get("sample_updates", []):
             for field, change in update.get("changes", {}).items():
                 rows.append(("~", entity["entity"], str(update["key"]), field, _arrow(change, width)))
+        for delete in entity.get("sample_deletes", []):
+            rows.append(("-", entity["entity"], str(delete["key"]), "id", str(delete["id"])))
         for create in entity.get("sample_creates", []):
             key, *fields = create.items()
             text = ", ".join(f"{k}={_short(v, width)}" for k, v in fields)

@@ -46,6 +46,7 @@ class RunOptions:
     grace_seconds: float = 20.0
     full_read: bool = False  # read the whole CRM even when the snapshot allows an incremental read
     recreate_fields: bool = False  # accept that an id custom field deleted in the CRM is created again
+    allow_deletes: bool = False  # mirror mode: delete even beyond max_delete_fraction (the user checked the source)
     reporter: Reporter | None = None  # None: the standard set (HTML report, pruning, alert, metrics)
 
 
@@ -231,12 +232,19 @@ async def _apply(
         report.status, report.message = "budget_exhausted", f"partial: {budget_message}"
     elif collector.failed:
         report.status, report.message = "partial", f"partial: {collector.failed} record(s) failed"
+    elif plan.held_line:
+        report.status, report.message = "partial", f"partial: {plan.held_line}"
     elif duplicates:
         report.status = "partial"
         report.message = f"partial: {duplicates} external id(s) exist more than once in the destination: left alone"
     else:
         report.status = "ok"
     report.exit_code = EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+    for entity in plan.entities:
+        if entity.skipped:
+            log.info("%d %s(s) not in the destination were skipped (mode update)", entity.skipped, entity.entity)
+    if plan.held_line:  # whatever else happened, the held deletes need a human's yes: say so on its own line
+        log.warning("%s", plan.held_line)
 
 
 def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -> Destination:
@@ -267,4 +275,6 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
         ledger_path=ledger.path_in(settings.workdir),
         full_read=options.full_read,
         recreate_fields=options.recreate_fields,
+        entity_modes={"person": settings.persons, "deal": settings.deals},
+        allow_deletes=options.allow_deletes,
     )

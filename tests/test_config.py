@@ -135,7 +135,7 @@ def test_a_config_that_is_not_one_mapping_is_refused(tmp_path: Path, text: str, 
 def test_unknown_keys_at_every_level_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'fetch\.max_atempts' \(did you mean 'max_attempts'\?\)"):
         config.load(write(tmp_path, GOOD + "fetch:\n  max_atempts: 3\n"))
-    with pytest.raises(ConfigError, match=r"unknown key 'colour' \(valid keys: destination, fetch, "):
+    with pytest.raises(ConfigError, match=r"unknown key 'colour' \(valid keys: (\w+, )*destination, fetch, "):
         config.load(write(tmp_path, GOOD + "colour: blue\n"))
 
 
@@ -226,3 +226,38 @@ def test_a_token_that_cannot_be_sent_as_a_header_is_refused_without_showing_it(
 def test_a_token_with_a_trailing_newline_from_a_secret_file_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(config.TOKEN_ENV, "0123456789abcdef\n")
     assert config.api_token() == "0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("deals:\n  mode: mirorr\n", r"invalid value for 'deals\.mode': Input should be 'upsert', 'update' or"),
+        (
+            "deals:\n  mode: mirror\n  max_delete_fraction: 1.5\n",
+            r"invalid value for 'deals\.max_delete_fraction': Input should be less than or equal to 1",
+        ),
+        (
+            "persons:\n  mode: mirror\n  max_delete_fraction: -0.1\n",
+            r"invalid value for 'persons\.max_delete_fraction': Input should be greater than or equal to 0",
+        ),
+        (
+            "persons:\n  max_delete_fraction: 0.2\n",
+            r"invalid value for 'persons': max_delete_fraction only applies to mode 'mirror' \(mode is 'upsert'\)",
+        ),
+        (
+            "destination:\n  kind: postgres\ndeals:\n  mode: update\n",
+            r"invalid settings: deals\.mode 'update' is not supported by the postgres destination \(only 'upsert'\)",
+        ),
+    ],
+)
+def test_a_wrong_sync_mode_setting_is_one_config_error(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        config.load(write(tmp_path, GOOD + extra))
+    assert "\n" not in str(caught.value)
+
+
+def test_modes_default_to_upsert_and_mirror_to_a_tenth(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, GOOD + "deals:\n  mode: mirror\npersons:\n  mode: update\n"))
+    assert (settings.deals.mode, settings.deals.delete_fraction) == ("mirror", 0.1)
+    assert settings.persons.mode == "update"
+    assert config.load(write(tmp_path, GOOD)).deals.mode == "upsert"

@@ -9,8 +9,9 @@ from typing import Literal, Protocol
 
 import polars as pl
 
-Action = Literal["create", "update"]
+Action = Literal["create", "update", "delete"]
 Outcome = Literal["ok", "failed", "skipped"]
+NO_DELETES = pl.DataFrame(schema={"external_id": pl.Utf8, "id": pl.Int64})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,8 @@ class EntityPlan:
     `creates` holds the key column plus every desired column. `updates` holds the key, the destination's id
     (`id`), the desired columns, `old_<column>` for each compared column, and `changed` (list[str]): only
     those columns are sent. `duplicates` lists keys that exist more than once remotely (`key`, `ids`).
+    `deletes` (`external_id`, `id`) are remote records a `mirror` run removes; `held` are the ones the delete guard
+    kept back. `skipped` counts the creates an `update` run leaves out.
     """
 
     entity: str
@@ -29,10 +32,13 @@ class EntityPlan:
     unchanged: int
     duplicates: pl.DataFrame
     orphans: int = 0
+    deletes: pl.DataFrame = field(default_factory=lambda: NO_DELETES)
+    held: pl.DataFrame = field(default_factory=lambda: NO_DELETES)
+    skipped: int = 0
 
     @property
     def writes(self) -> int:
-        return self.creates.height + self.updates.height
+        return self.creates.height + self.updates.height + self.deletes.height
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,7 @@ class Plan:
     tokens_per_day: int | None = None  # what the destination's daily budget allows this job (Pipedrive)
     days_needed: int | None = None  # days the writes need at that budget, counting what is left today
     notes: tuple[str, ...] = field(default_factory=tuple)
+    held_line: str = ""  # set when the mirror guard kept the deletes back: the run ends partial with this line
 
     @property
     def writes(self) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from sync_job import diff
-from sync_job.config import PipedriveSettings
+from sync_job import diff, modes
+from sync_job.config import EntitySettings, PipedriveSettings
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
@@ -43,6 +43,8 @@ class PipedriveDestination:
         ledger_path: Path | None = None,
         full_read: bool = False,
         recreate_fields: bool = False,
+        entity_modes: Mapping[str, EntitySettings] | None = None,
+        allow_deletes: bool = False,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -51,6 +53,9 @@ class PipedriveDestination:
         self.grace_seconds = grace_seconds
         self.snapshot_path = snapshot_path
         self.ledger_path = ledger_path
+        # keyed by the plan's entity names ("person", "deal"); the config says persons:/deals:
+        self.modes = dict(entity_modes or {"person": EntitySettings(), "deal": EntitySettings()})
+        self.allow_deletes = allow_deletes
         self.client.budget.share = settings.max_budget_share
         self.reader = RemoteReader(
             client,
@@ -68,6 +73,7 @@ class PipedriveDestination:
         self._remote_persons = pl.DataFrame()
         self._next: snapshot.Snapshot | None = None  # what this run's read saw; the apply adds its own writes
         self._written: dict[Entity, list[dict[str, Any]]] = {"person": [], "deal": []}
+        self._deleted: dict[Entity, list[int]] = {"person": [], "deal": []}
         self._refused = 0  # writes the CRM refused with a 4xx other than 429
 
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
@@ -75,9 +81,18 @@ class PipedriveDestination:
         self._fields, self._next, self._day = remote.fields, remote.next_snapshot, remote.day
         remote_persons, remote_deals = remote.persons, remote.deals
         self._remote_persons = remote_persons
-        persons = diff.diff_persons(diff.desired_persons(customers), remote_persons)
-        deals = diff.diff_deals(diff.desired_deals(combined, self.settings.currency), remote_deals, remote_persons)
-        plan = Plan(entities=(persons, deals))
+        want_persons = diff.desired_persons(customers)
+        want_deals = diff.desired_deals(combined, self.settings.currency)
+        persons, deals, mode_notes = modes.pipedrive_modes(
+            diff.diff_persons(want_persons, remote_persons),
+            diff.diff_deals(want_deals, remote_deals, remote_persons),
+            {"person": want_persons, "deal": want_deals},
+            {"person": remote_persons, "deal": remote_deals},
+            self.modes,
+        )
+        carrying = {"person": modes.carrying_ids(remote_persons), "deal": modes.carrying_ids(remote_deals)}
+        plan = modes.guard(Plan(entities=(persons, deals)), carrying, self.modes, self.allow_deletes)
+        persons, deals = plan.entities
         # The run's whole cost: the reads it made (incremental ones cost what changed) plus 5 tokens per write.
         tokens, seconds = diff.estimate(plan, {}, self.client.limiter.general.limit)
         tokens += self.client.stats.tokens_used
@@ -98,7 +113,8 @@ class PipedriveDestination:
         )
         return Plan(
             entities=plan.entities,
-            notes=notes,
+            notes=(*notes, *mode_notes, *((plan.held_line,) if plan.held_line else ())),
+            held_line=plan.held_line,
             estimated_tokens=tokens,
             estimated_seconds=round(seconds, 1),
             tokens_per_day=per_day,
@@ -110,8 +126,10 @@ class PipedriveDestination:
         if self._next is None or self.snapshot_path is None:
             return
         frames = {
-            entity: snapshot.record_writes(
-                entity, self._next.frame(entity), pl.DataFrame(rows, infer_schema_length=None)
+            entity: snapshot.record_deletes(
+                entity,
+                snapshot.record_writes(entity, self._next.frame(entity), pl.DataFrame(rows, infer_schema_length=None)),
+                self._deleted[entity],
             )
             for entity, rows in self._written.items()
         }
@@ -135,6 +153,7 @@ class PipedriveDestination:
                 writes: tuple[tuple[Action, pl.DataFrame], ...] = (
                     ("create", entity.creates),
                     ("update", entity.updates),
+                    ("delete", entity.deletes),
                 )
                 for action, rows in writes:
                     for row in rows.iter_rows(named=True):
@@ -164,37 +183,45 @@ class PipedriveDestination:
 
     async def _apply(self, plan: Plan, on_result: Callable[[RecordResult], None], stop: asyncio.Event) -> None:
         persons, deals = plan.entities
+        # Deletes wait until every create and update is done, deals' before persons': a person is never deleted
+        # while a deal of this run still points at it.
         try:
-            created = await self._apply_entity("person", persons, on_result, stop)
+            created = await self._apply_entity(
+                "person", replace(persons, deletes=persons.deletes.head(0)), on_result, stop
+            )
         except BudgetExhausted as exc:
             # The deals are left too: list them as skipped, so the results show everything still to do.
-            left: tuple[tuple[Action, pl.DataFrame], ...] = (("create", deals.creates), ("update", deals.updates))
-            for action, rows in left:
+            left: tuple[tuple[Entity, Action, pl.DataFrame], ...] = (
+                ("deal", "create", deals.creates),
+                ("deal", "update", deals.updates),
+                ("deal", "delete", deals.deletes),
+                ("person", "delete", persons.deletes),
+            )
+            for entity, action, rows in left:
                 for row in rows.iter_rows(named=True):
                     on_result(
-                        RecordResult("deal", str(row["external_id"]), action, "skipped", row.get("id"), None, str(exc))
+                        RecordResult(entity, str(row["external_id"]), action, "skipped", row.get("id"), None, str(exc))
                     )
             raise
         ids = diff.person_id_map(self._remote_persons, created)
-        resolved = EntityPlan(
-            entity=deals.entity,
-            key=deals.key,
+        resolved = replace(
+            deals,
             creates=diff.resolve_person_ids(deals.creates, ids),
             updates=diff.resolve_person_ids(deals.updates, ids),
-            unchanged=deals.unchanged,
-            duplicates=deals.duplicates,
-            orphans=deals.orphans,
         )
         await self._apply_entity("deal", resolved, on_result, stop)
+        only_deletes = replace(persons, creates=persons.creates.head(0), updates=persons.updates.head(0))
+        await self._apply_entity("person", only_deletes, on_result, stop)
 
     async def _apply_entity(
         self, entity: Entity, plan: EntityPlan, on_result: Callable[[RecordResult], None], stop: asyncio.Event
     ) -> pl.DataFrame:
-        """Run the entity's creates and updates with bounded concurrency; returns (external_id, id) of creates."""
+        """Run the entity's creates, updates, then deletes (bounded concurrency); returns creates' (external_id, id)."""
         field = self._fields[entity]
         assert field is not None, "apply needs the resolved custom field (plan() without dry_run)"
         ops: list[Op] = [("create", row) for row in plan.creates.iter_rows(named=True)]
         ops += [("update", row) for row in plan.updates.iter_rows(named=True)]
+        ops += [("delete", row) for row in plan.deletes.iter_rows(named=True)]
         created: list[tuple[str, int]] = []
         queue: asyncio.Queue[Op] = asyncio.Queue()
         for op in ops:
@@ -220,7 +247,10 @@ class PipedriveDestination:
             else:
                 if action == "create":
                     created.append((str(row["external_id"]), result.pipedrive_id))
-                self._written[entity].append(snapshot.written_row(entity, row, result.pipedrive_id))
+                if action == "delete":
+                    self._deleted[entity].append(result.pipedrive_id)
+                else:
+                    self._written[entity].append(snapshot.written_row(entity, row, result.pipedrive_id))
                 report(action, row, "ok", destination_id=result.pipedrive_id, status=result.status)
 
         async def worker() -> None:
@@ -279,6 +309,8 @@ class PipedriveDestination:
         """Build the request for one planned row; a row that cannot be mapped is a RowError, not a crash."""
 
         async def send() -> WriteResult:
+            if action == "delete":
+                return await self.client.delete(entity, int(row["id"]))
             if action == "create":
                 if entity == "person":
                     body = payloads.person_body(row, field)

@@ -13,6 +13,7 @@ COSTS: dict[Kind, int] = {
     "get": 1,
     "create": 5,
     "update": 5,
+    "delete": 3,
     "search": 20,
     "fields": 10,
     "field_create": 5,

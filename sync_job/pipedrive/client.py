@@ -38,12 +38,14 @@ __all__ = ["Entity", "PipedriveClient", "WriteResult", "make_http_client"]
 
 log = logging.getLogger(__name__)
 
+GONE_STATUSES = frozenset({404, 410})  # a DELETE answered so: the record no longer exists
+
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     """The outcome of one create or update; `recovered` means a lost create was found already written."""
 
-    action: Literal["create", "update"]
+    action: Literal["create", "update", "delete"]
     pipedrive_id: int
     status: int
     recovered: bool = False
@@ -375,6 +377,22 @@ class PipedriveClient:
         with self._writing():
             status, _ = await self._call("update", "PATCH", path, body=changes)
         return WriteResult("update", int(record_id), status)
+
+    async def delete(self, entity: Entity, record_id: int) -> WriteResult:
+        """DELETE one record (Pipedrive keeps it 30 days); retried like an update, since deleting twice is harmless.
+
+        404 or 410 means it is gone already: a retry after a lost response, or a delete by hand since the read.
+        Either way the record is deleted, which is what was asked.
+        """
+        path = f"/api/v2/{ENTITY_PLURAL[entity]}/{int(record_id)}"
+        try:
+            with self._writing():
+                status, _ = await self._call("delete", "DELETE", path)
+        except RowError as exc:
+            if exc.status not in GONE_STATUSES:
+                raise
+            return WriteResult("delete", int(record_id), exc.status, recovered=True)
+        return WriteResult("delete", int(record_id), status)
 
     async def aclose(self) -> None:
         await self._http.aclose()

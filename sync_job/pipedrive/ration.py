@@ -3,6 +3,7 @@
 The order: deals of the newest orders first (order date, then order id, descending), each deal after its person
 (a person the plan creates or updates is taken with its first deal); then the person writes no taken deal needed.
 The first write that does not fit ends the ration, so every day takes the next slice of one stable order.
+A mirror run's deletes come after every create and update, deals' before persons', in id order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sync_job.pipedrive.budget import COSTS
 
 WRITE_TOKENS = COSTS["create"]  # a create and an update cost the same in v2
 assert COSTS["update"] == WRITE_TOKENS
+DELETE_TOKENS = COSTS["delete"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +28,12 @@ class Ration:
 
     @property
     def rest_tokens(self) -> int:
-        return self.rest.writes * WRITE_TOKENS
+        return write_tokens(self.rest)
 
 
 def write_tokens(plan: Plan) -> int:
-    return plan.writes * WRITE_TOKENS
+    deletes = sum(e.deletes.height for e in plan.entities)
+    return (plan.writes - deletes) * WRITE_TOKENS + deletes * DELETE_TOKENS
 
 
 def days_needed(tokens: int, per_day: int, today: int | None = None) -> int:
@@ -72,12 +75,31 @@ def ration(plan: Plan, order_dates: pl.DataFrame, tokens: int) -> Ration:
     left = tokens - int(taken["spent"][-1]) if taken.height else tokens
     deal_keys = set(taken["external_id"].to_list())
     person_done = set(taken.filter(pl.col("takes_person"))["person_external_id"].to_list())
+    all_written = False
     if taken.height == ordered.height:  # every deal fits: persons no deal needed take what is left, in key order
         others = [k for k in sorted(_keys(persons)["external_id"].to_list(), key=_key_order) if k not in person_done]
         extra = others[: max(0, left // WRITE_TOKENS)]
         person_done.update(extra)
-    fits = replace(plan, entities=(_subset(persons, person_done, True), _subset(deals, deal_keys, True)))
-    rest = replace(plan, entities=(_subset(persons, person_done, False), _subset(deals, deal_keys, False)))
+        left -= len(extra) * WRITE_TOKENS
+        all_written = len(extra) == len(others)
+    # Deletes only once every create and update fits: deals' first, so no deleted person keeps a deal.
+    deal_deletes = deals.deletes.head(left // DELETE_TOKENS if all_written else 0)
+    left -= deal_deletes.height * DELETE_TOKENS
+    person_deletes = persons.deletes.head(left // DELETE_TOKENS if deal_deletes.height == deals.deletes.height else 0)
+    fits = replace(
+        plan,
+        entities=(
+            replace(_subset(persons, person_done, True), deletes=person_deletes),
+            replace(_subset(deals, deal_keys, True), deletes=deal_deletes),
+        ),
+    )
+    rest = replace(
+        plan,
+        entities=(
+            replace(_subset(persons, person_done, False), deletes=persons.deletes.slice(person_deletes.height)),
+            replace(_subset(deals, deal_keys, False), deletes=deals.deletes.slice(deal_deletes.height)),
+        ),
+    )
     return Ration(fits=fits, rest=rest)
 
 

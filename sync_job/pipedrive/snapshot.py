@@ -145,6 +145,13 @@ def record_writes(entity: Entity, base: pl.DataFrame, written: pl.DataFrame) -> 
     return merge(entity, base, merged, [])
 
 
+def record_deletes(entity: Entity, base: pl.DataFrame, deleted_ids: list[int]) -> pl.DataFrame:
+    """The snapshot frame without the records this run deleted: no incremental read lists a deleted person."""
+    if not deleted_ids:
+        return base
+    return merge(entity, base, empty_frame(entity), deleted_ids)
+
+
 def written_row(entity: Entity, row: dict[str, Any], record_id: int) -> dict[str, Any]:
     """What one successful create or update of a plan row leaves in Pipedrive, in the snapshot's columns."""
     kept = {name: row[name] for name in SCHEMAS[entity] if name in row and name not in ("id", "update_time")}
