@@ -355,3 +355,31 @@ async def test_endless_429s_end_in_a_row_error_once_the_time_is_up(
         await client.update("deal", 3, {"title": "t"})
     assert caught.value.status == 429
     assert 120.0 <= fake.now <= 140.0  # bounded by max_seconds, not by attempts
+
+
+async def test_a_delete_sends_one_delete_to_the_records_v2_path(client: PipedriveClient, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(**ok({"id": 7}))
+    result = await client.delete("deal", 7)
+    assert (result.action, result.pipedrive_id, result.status, result.recovered) == ("delete", 7, 200, False)
+    request = httpx_mock.get_requests()[0]
+    assert (request.method, request.url.path) == ("DELETE", "/api/v2/deals/7")
+    assert client.stats.tokens_used == 3
+
+
+async def test_a_delete_retried_after_a_lost_answer_that_meets_404_counts_as_done(
+    client: PipedriveClient, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_exception(httpx.ReadTimeout("timed out"))
+    httpx_mock.add_response(status_code=404, json={"success": False, "error": "person 7 not found"})
+    result = await client.delete("person", 7)
+    assert (result.pipedrive_id, result.status, result.recovered) == (7, 404, True)
+    assert [r.method for r in httpx_mock.get_requests()] == ["DELETE", "DELETE"]
+
+
+async def test_a_delete_the_api_refuses_otherwise_is_a_row_error(
+    client: PipedriveClient, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(status_code=403, json={"success": False, "error": "no permission to delete"})
+    with pytest.raises(RowError, match="rejected with 403") as caught:
+        await client.delete("deal", 9)
+    assert caught.value.status == 403

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import polars as pl
 import pytest
 
-from sync_job.destinations.base import EntityPlan, Plan
+from sync_job.destinations.base import NO_DELETES, EntityPlan, Plan
 from sync_job.pipedrive import ration
 from sync_job.pipedrive.budget import BudgetExhausted, TokenBudget
 
@@ -127,3 +128,39 @@ def test_the_message_names_the_bound_that_leaves_the_least() -> None:
     assert budget.binding() == "the --max-tokens cap"
     budget.max_tokens = None
     assert budget.binding() == "this job's share of the daily budget"
+
+
+def with_deletes(plan: Plan) -> Plan:
+    """shop_plan plus mirror deletes: person 4 (id 40), deals 20 and 21 (ids 200, 210)."""
+    persons, deals = plan.entities
+    gone = {"person": [("4", 40)], "deal": [("20", 200), ("21", 210)]}
+    return Plan(
+        entities=tuple(
+            replace(e, deletes=pl.DataFrame(gone[e.entity], schema=NO_DELETES.schema, orient="row"))
+            for e in (persons, deals)
+        )
+    )
+
+
+def deleted(plan: Plan) -> list[list[str]]:
+    return [e.deletes["external_id"].to_list() for e in plan.entities]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "today", "later"),
+    [
+        (29, [[], []], [["4"], ["20", "21"]]),  # not every create and update fits: no delete yet
+        (30, [[], []], [["4"], ["20", "21"]]),  # the six writes take all 30
+        (33, [[], ["20"]], [["4"], ["21"]]),  # deals' deletes first, 3 tokens each
+        (38, [[], ["20", "21"]], [["4"], []]),
+        (39, [["4"], ["20", "21"]], [[], []]),
+    ],
+)
+def test_deletes_come_after_every_write_and_deals_before_persons(
+    tokens: int, today: list[list[str]], later: list[list[str]]
+) -> None:
+    plan, dates = shop_plan()
+    cut = ration.ration(with_deletes(plan), dates, tokens)
+    assert (deleted(cut.fits), deleted(cut.rest)) == (today, later)
+    assert ration.write_tokens(with_deletes(plan)) == 30 + 9
+    assert cut.rest_tokens == ration.write_tokens(cut.rest)
