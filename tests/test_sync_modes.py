@@ -14,6 +14,7 @@ from sync_job.errors import EXIT_OK, EXIT_PARTIAL
 from sync_job.pipedrive import snapshot
 from sync_job.sandbox.server import Sandbox
 from tests.e2e import TOKEN, codes, crm_state, expected_from_csv, settings_for, write_sources, writes
+from tests.test_bad_input import config_file, error_line, invoke, nothing_requested
 
 CUSTOMERS = [(i, f"First{i}", f"Last{i}") for i in range(1, 21)]
 ORDERS = [(i, i, f"2018-01-{i:02d}", "completed") for i in range(1, 21)]  # one order per customer
@@ -247,3 +248,32 @@ def test_the_results_file_lists_each_delete_with_its_pipedrive_id(sources: Path,
     assert results.select("entity", "external_id", "action", "outcome", "destination_id").rows() == [
         ("deal", "8", "delete", "ok", str(deal_id))
     ]
+
+
+@pytest.mark.parametrize(
+    ("deals", "needle"),
+    [
+        ({"mode": "mirrror"}, "invalid value for 'deals.mode'"),
+        ({"mode": "mirror", "max_delete_fraction": 2}, "invalid value for 'deals.max_delete_fraction'"),
+        ({"mode": "update", "max_delete_fraction": 0.5}, "max_delete_fraction only applies to mode 'mirror'"),
+    ],
+)
+def test_a_wrong_mode_setting_is_exit_2_in_one_line_before_any_request(
+    sources: Path, sandbox: Sandbox, deals: dict[str, Any], needle: str
+) -> None:
+    error_line(invoke(config_file(sources, deals=deals), sandbox.url), "sync.yaml", needle)
+    nothing_requested(sandbox)
+
+
+def test_the_cli_guard_exits_1_with_its_line_and_allow_deletes_accepts(sources: Path, sandbox: Sandbox) -> None:
+    path = config_file(sources, deals={"mode": "mirror"}, pipedrive={"max_attempts": 2, "base_url": sandbox.url})
+    assert invoke(path, sandbox.url).exit_code == EXIT_OK
+    write_sources(sources, CUSTOMERS, ORDERS[:10], PAYMENTS[:10])
+    held = invoke(path, sandbox.url)
+    assert held.exit_code == EXIT_PARTIAL
+    assert "mirror would delete 10 of 20 deals" in held.stderr
+    assert "Traceback" not in held.stderr
+    assert deletes(sandbox) == 0
+    accepted = invoke(path, sandbox.url, TOKEN, "--allow-deletes")
+    assert accepted.exit_code == EXIT_OK, accepted.stderr
+    assert deletes(sandbox) == 10
