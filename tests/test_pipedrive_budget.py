@@ -9,7 +9,16 @@ from sync_job.pipedrive.budget import COSTS, TokenBudget
 
 
 def test_v2_costs_are_the_documented_ones() -> None:
-    assert COSTS == {"list": 10, "get": 1, "create": 5, "update": 5, "search": 20, "fields": 10, "field_create": 5}
+    assert COSTS == {
+        "list": 10,
+        "get": 1,
+        "create": 5,
+        "update": 5,
+        "delete": 3,
+        "search": 20,
+        "fields": 10,
+        "field_create": 5,
+    }
 
 
 def test_max_tokens_cap_stops_before_it_is_passed() -> None:
