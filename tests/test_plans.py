@@ -96,6 +96,11 @@ def test_the_samples_are_aligned_old_to_new_lines() -> None:
     ]
 
 
+def test_sample_lines_show_a_mirror_delete_with_its_pipedrive_id() -> None:
+    summary = {"entities": [{"entity": "deal", "sample_deletes": [{"key": "4", "id": 412}], "sample_creates": []}]}
+    assert plans.sample_lines(summary) == ["-  deal  4  id  412"]
+
+
 def test_the_summary_table_on_a_terminal_is_as_wide_as_its_title() -> None:
     ui = RunConsole(rich_output=True)
     out = io.StringIO()

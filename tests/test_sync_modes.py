@@ -6,10 +6,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 
-from sync_job import sync
+from sync_job import history, sync
 from sync_job.errors import EXIT_OK, EXIT_PARTIAL
 from sync_job.pipedrive import snapshot
 from sync_job.sandbox.server import Sandbox
@@ -248,6 +249,7 @@ def test_the_results_file_lists_each_delete_with_its_pipedrive_id(sources: Path,
     assert results.select("entity", "external_id", "action", "outcome", "destination_id").rows() == [
         ("deal", "8", "delete", "ok", str(deal_id))
     ]
+    assert history.row(outcome.report).deletes == 1
 
 
 @pytest.mark.parametrize(
@@ -277,3 +279,29 @@ def test_the_cli_guard_exits_1_with_its_line_and_allow_deletes_accepts(sources: 
     accepted = invoke(path, sandbox.url, TOKEN, "--allow-deletes")
     assert accepted.exit_code == EXIT_OK, accepted.stderr
     assert deletes(sandbox) == 10
+
+
+class RefuseDealDeletes(httpx.AsyncBaseTransport):
+    """Real HTTP to the sandbox, except that every DELETE of a deal is answered 403 (a user without the right)."""
+
+    def __init__(self) -> None:
+        self._real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE" and request.url.path.startswith("/api/v2/deals/"):
+            return httpx.Response(403, json={"success": False, "error": "You are not allowed to delete deals"})
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+def test_a_person_whose_deal_could_not_be_deleted_is_not_deleted(sources: Path, sandbox: Sandbox) -> None:
+    run_mode(sources, sandbox, mirror())
+    persons, _ = crm_state(sandbox, *codes(sandbox))
+    write_sources(sources, [c for c in CUSTOMERS if c[0] != 11], ORDERS, PAYMENTS)  # customer 11 and order 11 go
+    outcome = run_mode(sources, sandbox, mirror(), transport=RefuseDealDeletes())
+    assert outcome.exit_code == EXIT_PARTIAL
+    assert outcome.report.counts == {"deal": {"delete:failed": 1}, "person": {"delete:skipped": 1}}
+    assert persons["11"][0]["id"] in {p["id"] for p in sandbox.persons()}
+    assert deletes(sandbox) == 0

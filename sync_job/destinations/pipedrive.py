@@ -74,6 +74,8 @@ class PipedriveDestination:
         self._next: snapshot.Snapshot | None = None  # what this run's read saw; the apply adds its own writes
         self._written: dict[Entity, list[dict[str, Any]]] = {"person": [], "deal": []}
         self._deleted: dict[Entity, list[int]] = {"person": [], "deal": []}
+        self._failed_deletes: list[int] = []  # ids of deletes that failed (deals' keep their persons)
+        self._remote_deals = pl.DataFrame(schema={"id": pl.Int64, "person_id": pl.Int64})
         self._refused = 0  # writes the CRM refused with a 4xx other than 429
 
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
@@ -81,6 +83,7 @@ class PipedriveDestination:
         self._fields, self._next, self._day = remote.fields, remote.next_snapshot, remote.day
         remote_persons, remote_deals = remote.persons, remote.deals
         self._remote_persons = remote_persons
+        self._remote_deals = remote_deals.select(pl.col("id").cast(pl.Int64), pl.col("person_id").cast(pl.Int64))
         want_persons = diff.desired_persons(customers)
         want_deals = diff.desired_deals(combined, self.settings.currency)
         persons, deals, mode_notes = modes.pipedrive_modes(
@@ -156,12 +159,7 @@ class PipedriveDestination:
                     ("delete", entity.deletes),
                 )
                 for action, rows in writes:
-                    for row in rows.iter_rows(named=True):
-                        on_result(
-                            RecordResult(
-                                entity.entity, str(row["external_id"]), action, "skipped", row.get("id"), None, reason
-                            )
-                        )
+                    _skip(on_result, entity.entity, action, rows, reason)
             await self._apply(cut.fits, on_result, stop)
             raise BudgetExhausted(self._days_line(plan, cut, available))
         finally:
@@ -198,10 +196,7 @@ class PipedriveDestination:
                 ("person", "delete", persons.deletes),
             )
             for entity, action, rows in left:
-                for row in rows.iter_rows(named=True):
-                    on_result(
-                        RecordResult(entity, str(row["external_id"]), action, "skipped", row.get("id"), None, str(exc))
-                    )
+                _skip(on_result, entity, action, rows, str(exc))
             raise
         ids = diff.person_id_map(self._remote_persons, created)
         resolved = replace(
@@ -209,8 +204,23 @@ class PipedriveDestination:
             creates=diff.resolve_person_ids(deals.creates, ids),
             updates=diff.resolve_person_ids(deals.updates, ids),
         )
-        await self._apply_entity("deal", resolved, on_result, stop)
-        only_deletes = replace(persons, creates=persons.creates.head(0), updates=persons.updates.head(0))
+        try:
+            await self._apply_entity("deal", resolved, on_result, stop)
+        except BudgetExhausted as exc:
+            _skip(on_result, "person", "delete", persons.deletes, str(exc))
+            raise
+        # A person whose deal could not be deleted stays: deleting it would leave that deal on a deleted contact.
+        linked = self._remote_deals.filter(pl.col("id").is_in(self._failed_deletes)).select(
+            pl.col("person_id").cast(pl.Int64).alias("id")
+        )
+        blocked = persons.deletes.join(linked, on="id", how="semi")
+        _skip(on_result, "person", "delete", blocked, "a deal linked to this person could not be deleted")
+        only_deletes = replace(
+            persons,
+            creates=persons.creates.head(0),
+            updates=persons.updates.head(0),
+            deletes=persons.deletes.join(linked, on="id", how="anti", maintain_order="left"),
+        )
         await self._apply_entity("person", only_deletes, on_result, stop)
 
     async def _apply_entity(
@@ -243,6 +253,8 @@ class PipedriveDestination:
             except RowError as exc:
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                     self._refused += 1
+                if action == "delete":
+                    self._failed_deletes.append(int(row["id"]))
                 report(action, row, "failed", destination_id=row.get("id"), status=exc.status, error=str(exc))
             else:
                 if action == "create":
@@ -336,3 +348,9 @@ class PipedriveDestination:
             budget = self.client.budget
             ledger.save(self.ledger_path, ledger.Spent(self._day, budget.spent_earlier_today + budget.spent))
         await self.client.aclose()
+
+
+def _skip(on_result: Callable[[RecordResult], None], entity: str, action: Action, rows: pl.DataFrame, why: str) -> None:
+    """Report every planned row of `rows` as skipped (not attempted) with the reason."""
+    for row in rows.iter_rows(named=True):
+        on_result(RecordResult(entity, str(row["external_id"]), action, "skipped", row.get("id"), None, why))
