@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import sys
 from collections.abc import Callable
@@ -249,7 +251,9 @@ def run(
         if every is not None:
             from sync_job import schedule
 
-            return schedule.run_every(every, lambda: sync.run(settings, options).exit_code)
+            # --allow-deletes answers the guard of the run at hand: later runs of the schedule are guarded again.
+            runs = itertools.chain([options], itertools.repeat(dataclasses.replace(options, allow_deletes=False)))
+            return schedule.run_every(every, lambda: sync.run(settings, next(runs)).exit_code)
         return sync.run(settings, options).exit_code
 
     code = _guard(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,26 @@ def test_a_person_whose_deal_could_not_be_deleted_is_not_deleted(sources: Path, 
     assert outcome.report.counts == {"deal": {"delete:failed": 1}, "person": {"delete:skipped": 1}}
     assert persons["11"][0]["id"] in {p["id"] for p in sandbox.persons()}
     assert deletes(sandbox) == 0
+
+
+def test_with_every_allow_deletes_answers_only_the_first_runs_guard(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sync_job import schedule
+
+    seen: list[bool] = []
+
+    def fake_run(settings: object, options: sync.RunOptions) -> sync.RunOutcome:
+        seen.append(options.allow_deletes)
+        return sync.RunOutcome(EXIT_OK, None, Path())  # type: ignore[arg-type]
+
+    def three_runs(spec: str, job: Callable[[], int], **_: object) -> int:
+        return max(job() for _ in range(3))
+
+    monkeypatch.setattr(sync, "run", fake_run)
+    monkeypatch.setattr(schedule, "run_every", three_runs)
+    result = invoke(
+        config_file(sources, deals={"mode": "mirror"}), sandbox.url, TOKEN, "--allow-deletes", "--every", "1h"
+    )
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert seen == [True, False, False]
