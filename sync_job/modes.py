@@ -77,8 +77,8 @@ def guard(plan: Plan, carrying: Mapping[str, int], modes: Mapping[str, EntitySet
         if e.deletes.height
     ]
     line = (
-        f"mirror would delete {' and '.join(parts)}: more than allowed, so nothing was deleted and the rest "
-        f"was applied; if the source is complete, accept it with `{ALLOW_DELETES_HINT}`"
+        f"mirror would delete {' and '.join(parts)}: more than allowed, so every delete is held back (creates "
+        f"and updates go on); if the source is complete, accept them with `{ALLOW_DELETES_HINT}`"
     )
     held = tuple(replace(e, deletes=NO_DELETES, held=e.deletes) for e in plan.entities)
     return replace(plan, entities=held, held_line=line)

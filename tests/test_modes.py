@@ -49,8 +49,8 @@ def test_the_guard_holds_every_delete_when_one_entity_exceeds_its_fraction() -> 
     assert [e.held.height for e in held.entities] == [1, 3]
     assert held.held_line == (
         "mirror would delete 1 of 20 persons (max_delete_fraction 0.1) and 3 of 20 deals (max_delete_fraction 0.1): "
-        "more than allowed, so nothing was deleted and the rest was applied; if the source is complete, accept it "
-        "with `sync-job run --allow-deletes`"
+        "more than allowed, so every delete is held back (creates and updates go on); if the source is complete, "
+        "accept them with `sync-job run --allow-deletes`"
     )
 
 
