@@ -166,11 +166,14 @@ def sandbox(
         str, typer.Option("--token", envvar="PIPEDRIVE_API_TOKEN", help="Token clients must send.", show_default=False)
     ] = "sandbox-token",  # noqa: S107 -- the local sandbox's own token
     seed: Annotated[int, typer.Option("--seed", help="Seed for fault injection.")] = 0,
+    log_format: LogFormatOption = "auto",
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the local Pipedrive API v2 sandbox until interrupted.
 
     Example: sync-job sandbox --port 8765 --burst 40 --fail-rate 0.05
     """
+    _setup_logging(log_format, verbose)
 
     def body() -> None:
         from sync_job.sandbox.server import SandboxOptions, serve

@@ -167,7 +167,7 @@ def serve(options: SandboxOptions, port: int) -> None:
 
     async def main() -> None:
         runner, bound, saver = await _start(rt, port)
-        print(f"Pipedrive sandbox on http://127.0.0.1:{bound}  (API v2 under /api/v2; Ctrl-C stops)", flush=True)
+        log.info("Pipedrive sandbox on http://127.0.0.1:%d  (API v2 under /api/v2; Ctrl-C stops)", bound)
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # not on Windows
