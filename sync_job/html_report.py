@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from sync_job import charts, history
-from sync_job.report import RunReport
+from sync_job.report import RunReport, atomic_write
 
 TREND_RUNS = 30
 REJECTED_SAMPLES = 10
@@ -95,8 +94,6 @@ def write(report: RunReport, workdir: Path) -> Path:
     reports.mkdir(parents=True, exist_ok=True)
     path = reports / f"{report.run_id}.html"
     for target in (path, workdir / "report.html"):
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     report.paths["html"] = str(path)
     return path

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from sync_job.destinations.base import EntityPlan, Plan
+from sync_job.report import atomic_write
 
 COLUMNS = ["entity", "external_id", "action", "field", "old", "new"]
 _SCHEMA = dict.fromkeys(COLUMNS, pl.Utf8)
@@ -81,9 +81,7 @@ def write(plan: Plan, workdir: Path, run_id: str) -> Path:
     folder = workdir / "plans"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_id}.csv"
-    tmp = path.with_name(f".{path.name}.tmp")
-    changes(plan).write_csv(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: changes(plan).write_csv(tmp))
     return path
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,12 +128,12 @@ class ResultCollector:
         rows = [{**asdict(r), "consecutive_failures": self.streak(r)} for r in self.results]
         frame = pl.DataFrame(rows, schema=RESULTS_SCHEMA) if rows else pl.DataFrame(schema=RESULTS_SCHEMA)
         path = results_dir / f"{run_id}.csv"
-        _atomic_write(path, lambda tmp: frame.write_csv(tmp))
+        atomic_write(path, lambda tmp: frame.write_csv(tmp))
         # Every planned record has a result, skipped ones included (they keep their streak). A record
         # with no result was not planned: it already matches the source or left it, so its streak ends.
         streaks = {_streak_key(r): s for r in self.results if (s := self.streak(r)) > 0}
         self._streak_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self._streak_path, lambda tmp: tmp.write_text(json.dumps(streaks), encoding="utf-8"))
+        atomic_write(self._streak_path, lambda tmp: tmp.write_text(json.dumps(streaks), encoding="utf-8"))
         failures = frame.filter(pl.col("outcome") != "ok")
         report.failures_total = failures.height
         report.repeated_failures = failures.filter(
@@ -148,9 +149,9 @@ def write_report(report: RunReport, workdir: Path) -> Path:
     reports = workdir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     text = report.to_json()
-    _atomic_write(reports / f"{report.run_id}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(reports / f"{report.run_id}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     latest = workdir / "report.json"
-    _atomic_write(latest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(latest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     report.paths["report"] = str(latest)
     return latest
 
@@ -199,7 +200,8 @@ def _load_streaks(path: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` through a temporary file beside it, replaced in one rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
