@@ -110,10 +110,10 @@ def budget(used: int | None, remaining: int | None, label: str) -> Markup:
         return _empty("no token accounting for this destination")
     if remaining is None:
         return _empty(f"{used} tokens used; the API reported no daily budget")
-    total = used + (remaining or 0)
+    total = used + remaining
     share = used / total if total else 1.0
     inner = WIDTH - 2 * PAD
-    text = f"{used} tokens used" + (f", {remaining} left today" if remaining is not None else "")
+    text = f"{used} tokens used, {remaining} left today"
     return _svg(
         f'<rect class="track" x="{PAD}" y="20" width="{inner}" height="22" rx="4"/>'
         f'<rect class="bar" x="{PAD}" y="20" width="{max(inner * share, 1):.1f}" height="22" rx="4">'

@@ -52,9 +52,8 @@ def load(workdir: Path, limit: int | None = None) -> list[RunReport]:
 
 def find(workdir: Path, run_id: str) -> RunReport:
     """The report of one run: its full id or a unique prefix of it."""
-    matches = [r for r in load(workdir) if r.run_id == run_id] or [
-        r for r in load(workdir) if r.run_id.startswith(run_id)
-    ]
+    reports = load(workdir)
+    matches = [r for r in reports if r.run_id == run_id] or [r for r in reports if r.run_id.startswith(run_id)]
     if len(matches) != 1:
         problem = "no run" if not matches else f"{len(matches)} runs match"
         raise DataError(f"{workdir / 'reports'}: {problem} '{run_id}' (`sync-job history` lists the run ids)")

@@ -8,17 +8,18 @@ only and survives the failed ones in between, which is what a "no success in 26 
 from __future__ import annotations
 
 import logging
+import typing
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
-from sync_job.config import MetricsSettings
+from sync_job.config import MetricsSettings, RunStatus
 from sync_job.report import RunReport
 
 log = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_SECONDS = 10.0
-STATUSES = ("ok", "partial", "interrupted", "budget_exhausted", "dry_run", "failed")
+STATUSES: tuple[str, ...] = typing.get_args(RunStatus)  # one label per status the config knows
 
 
 def registry(report: RunReport) -> CollectorRegistry:

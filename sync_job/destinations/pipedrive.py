@@ -116,7 +116,7 @@ class PipedriveDestination:
         )
         return Plan(
             entities=plan.entities,
-            notes=(*notes, *mode_notes, *((plan.held_line,) if plan.held_line else ())),
+            notes=(*notes, *mode_notes),  # the held line has its own key (held_deletes), said once
             held_line=plan.held_line,
             estimated_tokens=tokens,
             estimated_seconds=round(seconds, 1),
