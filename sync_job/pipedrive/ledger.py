@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from sync_job import staging
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,5 @@ def load(path: Path) -> Spent | None:
 
 def save(path: Path, spent: Spent) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"day": spent.day, "tokens": spent.tokens}), encoding="utf-8")
-    os.replace(tmp, path)
+    with staging.staged([path]) as (tmp,):
+        tmp.write_text(json.dumps({"day": spent.day, "tokens": spent.tokens}), encoding="utf-8")

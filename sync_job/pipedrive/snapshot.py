@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from sync_job import staging
 from sync_job.pipedrive.frames import SCHEMAS, Entity, empty_frame
 
 log = logging.getLogger(__name__)
@@ -226,14 +227,10 @@ def save(path: Path, snapshot: Snapshot) -> None:
             "stale_because": snapshot.meta.stale_because,
         }
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with staging.staged([path]) as (tmp,):
         table.write_parquet(tmp, metadata={_META_KEY: meta})
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
