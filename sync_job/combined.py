@@ -293,10 +293,12 @@ def _nul_beyond(path: Path, start: int) -> int | None:
             hole = os.lseek(handle.fileno(), start, os.SEEK_HOLE)
         except OSError:  # a file system that cannot tell
             hole = size
-        # A hole starts on a block boundary; the NULs may start earlier, in the block before it.
-        block_start = max(start, (hole if hole < size else size) - _TAIL_BYTES)
+        # A hole starts on a block boundary; the NULs may start earlier, in the block before it. Read up to the
+        # hole only: past it lie the rows after the hole, which would hide where the NULs start.
+        end = min(hole, size)
+        block_start = max(start, end - _TAIL_BYTES)
         handle.seek(block_start)
-        block = handle.read(_TAIL_BYTES)
+        block = handle.read(end - block_start)
     if hole < size:
         return block_start + len(block.rstrip(b"\0"))
     nul = block.find(b"\0")

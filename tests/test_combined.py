@@ -471,6 +471,27 @@ def test_a_huge_sparse_file_of_nuls_fails_at_once_without_reading_it(
     assert not (workdir / "combined.csv").exists()
 
 
+def test_a_hole_soon_after_the_header_block_is_named_by_its_first_nul_not_the_data_after_it(
+    tmp_path: Path, workdir: Path
+) -> None:
+    """Once named a byte of the rows after the hole: the block read ran past the hole into them."""
+    rows = "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 3500))
+    prefix = ("id,user_id,order_date,status\n" + rows).encode()
+    assert 64 * 1024 < len(prefix) < 100 * 1024  # past the header check's first read, within a block of the hole
+    paths = write_sources(tmp_path, orders=prefix)
+    with paths["orders"].open("r+b") as handle:
+        handle.seek(len(prefix) + 16 * 1024)  # leaves a hole: the file system stores no block for it
+        handle.write("".join(f"{i},1,2018-01-01,placed\n" for i in range(3500, 6000)).encode())
+    with paths["orders"].open("rb") as handle:
+        if os.lseek(handle.fileno(), 0, os.SEEK_HOLE) >= paths["orders"].stat().st_size:
+            pytest.skip("this file system keeps no holes")
+    with pytest.raises(DataError) as caught:
+        build_combined(paths, workdir, "amount_cents / 100")
+    assert str(caught.value) == (
+        f"{paths['orders']}: NUL bytes from byte {len(prefix)} (a sparse, preallocated or damaged file): not CSV text"
+    )
+
+
 def test_nul_bytes_written_at_the_end_of_a_file_are_found_in_its_last_block(tmp_path: Path, workdir: Path) -> None:
     rows = "".join(f"{i},1,2018-01-01,placed\n" for i in range(1, 5000))
     text = ("id,user_id,order_date,status\n" + rows).encode() + b"\0" * 1000
