@@ -120,3 +120,8 @@ class LockHeld(SyncError):
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type's name): enough for a one-line error."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def tried(attempts: int) -> str:
+    """How a message says what bounded retries did: "tried once", "tried 3 times"."""
+    return "tried once" if attempts == 1 else f"tried {attempts} times"

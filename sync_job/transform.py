@@ -297,28 +297,20 @@ def beyond_range_is_exact(
 def source_checks(name: str, frame: pl.LazyFrame, rows: pl.Expr | None = None, **extra: pl.Expr) -> pl.LazyFrame:
     """One row of order-free streaming facts about a source's lines (those where `rows` holds).
 
-    `rows`; `invalid`: lines lacking a required value;
-    `lo`, `hi`: the key range; `key_hash`: the wrapping sum of the keys' hashes. `keys_unique` turns
-    the last four into a uniqueness proof without holding a key set in memory. `extra` aggregates ride
-    along in the same row.
+    `rows`; `invalid`: lines lacking a required value; `lo`, `hi`: the key range; `key_hash`: the wrapping
+    sum of the keys' hashes. `keys_unique` turns the last four into a uniqueness proof without holding a key
+    set in memory. `extra` aggregates ride along in the same row.
     """
     keep = pl.lit(True) if rows is None else rows
     key = pl.col(KEY) if rows is None else pl.col(KEY).filter(rows)
     return frame.select(
         rows=(pl.len() if rows is None else rows.sum()).cast(pl.Int64),
-        invalid=(keep & pl.any_horizontal(_invalid(name))).sum().cast(pl.Int64),
+        invalid=(keep & pl.any_horizontal(pl.col(c).is_null() for c in REQUIRED[name])).sum().cast(pl.Int64),
         lo=key.min(),
         hi=key.max(),
         key_hash=key.hash(_HASH_SEED).sum(),
         **extra,
     )
-
-
-def _invalid(name: str) -> list[pl.Expr]:
-    return [
-        *(pl.col(c).is_null() for c in REQUIRED[name]),
-        pl.lit(False),  # any_horizontal needs one input
-    ]
 
 
 def keys_unique(facts: Mapping[str, int | None]) -> bool | None:

@@ -33,6 +33,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from sync_job import errors
 from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.destinations import postgres_sql as q
 from sync_job.destinations import postgres_table
@@ -206,8 +207,7 @@ class PostgresDestination:
             if isinstance(error, AuthError):
                 message = describe(exc, self._dsn)
                 raise AuthError(f"PostgreSQL rejected the credentials in {POSTGRES_DSN_ENV}: {message}") from None
-            times = "once" if tried == 1 else f"{tried} times"
-            raise type(error)(f"{error} (tried {times})") from None
+            raise type(error)(f"{error} ({errors.tried(tried)})") from None
         self._conn = conn
         try:
             # Room for the staged rows in session memory; must be set before the session's first temp table.

@@ -9,7 +9,7 @@ import time
 import httpx
 import stamina
 
-from sync_job import __version__
+from sync_job import __version__, errors
 from sync_job.config import FetchSettings
 from sync_job.errors import SourceError, TransientError, Unavailable
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
@@ -107,8 +107,7 @@ class HttpSource:
             raise
         except (TransientError, httpx.TransportError) as exc:
             # The server, not the configuration: the same run may pass later (exit 1, the scheduler retries).
-            times = "once" if tried == 1 else f"{tried} times"
-            raise Unavailable(f"{label(name, uri)}: {_describe(exc)} (tried {times})") from None
+            raise Unavailable(f"{label(name, uri)}: {_describe(exc)} ({errors.tried(tried)})") from None
         except httpx.InvalidURL:
             raise SourceError(f"{label(name, uri)}: invalid URL") from None
         except httpx.TooManyRedirects:
@@ -116,7 +115,7 @@ class HttpSource:
             raise SourceError(f"{label(name, uri)}: redirected more than {limit} times (a redirect loop?)") from None
         except httpx.DecodingError:
             raise SourceError(f"{label(name, uri)}: the body does not decode as its Content-Encoding says") from None
-        except httpx.HTTPError as exc:  # e.g. too many redirects
+        except httpx.HTTPError as exc:  # any other httpx error
             raise SourceError(f"{label(name, uri)}: {type(exc).__name__}") from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 

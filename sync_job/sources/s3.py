@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
+from sync_job import errors
 from sync_job.config import Settings
 from sync_job.errors import ConfigError, SourceError, Unavailable
 from sync_job.sources.base import CHUNK_BYTES, FetchedSource, display_uri, label
@@ -203,8 +204,7 @@ class S3Source:
             if not should_retry(exc):  # a missing key, access denied ...: a human must act (exit 2)
                 raise SourceError(f"{where}: {_describe(exc)}") from None
             # The store or the network, not the configuration: the same run may pass later (exit 1).
-            times = "once" if tried == 1 else f"{tried} times"
-            raise Unavailable(f"{where}: {_describe(exc)} (tried {times})") from None
+            raise Unavailable(f"{where}: {_describe(exc)} ({errors.tried(tried)})") from None
         except (UnsupportedEncoding, CorruptBody) as exc:
             raise SourceError(f"{where}: {exc}") from None
         except _Cancelled:
