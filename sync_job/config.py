@@ -21,6 +21,8 @@ TOKEN_ENV = "PIPEDRIVE_API_TOKEN"  # noqa: S105 -- the variable name, not a secr
 BASE_URL_ENV = "PIPEDRIVE_BASE_URL"
 POSTGRES_DSN_ENV = "SYNC_JOB_POSTGRES_DSN"
 WEBHOOK_URL_ENV = "SYNC_JOB_WEBHOOK_URL"  # a secret: alerts go there; never logged
+# Variables whose values the log filter masks wherever they appear (the webhook URL is its own credential).
+SECRET_ENVS = (TOKEN_ENV, POSTGRES_DSN_ENV, WEBHOOK_URL_ENV, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 DEFAULT_VALUE_EXPRESSION = "amount_cents / 100"
 # A real config is a few dozen values in a few KB: anything far beyond is a mistake or an attack
@@ -44,7 +46,7 @@ class Sources(_Strict):
     payments: str
 
 
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}  # durations: `full_read_every` here, `--every` in schedule
 
 
 class PipedriveSettings(_Strict):
@@ -64,7 +66,7 @@ class PipedriveSettings(_Strict):
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)):
-            return timedelta(seconds=int(match[1]) * _SECONDS[match[2]])
+            return timedelta(seconds=int(match[1]) * UNIT_SECONDS[match[2]])
         if isinstance(value, str):
             raise ValueError("must be a duration like '7d', '12h', '30m' or '90s'")
         return value

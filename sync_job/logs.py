@@ -11,14 +11,11 @@ from typing import Any, Literal
 
 LogFormat = Literal["auto", "json", "text"]
 
-_SECRET_ENVS = (
-    *("PIPEDRIVE_API_TOKEN", "SYNC_JOB_POSTGRES_DSN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
-    "SYNC_JOB_WEBHOOK_URL",  # the alert webhook's URL is its credential (httpx logs request URLs with --verbose)
-)
-
 
 def _environment_secrets(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    found = [os.environ.get(name, "") for name in _SECRET_ENVS]
+    from sync_job.config import SECRET_ENVS  # here: setting up logging need not load the config's models
+
+    found = [os.environ.get(name, "") for name in SECRET_ENVS]
     # Also the stripped form: config.api_token() strips the token before using it.
     return tuple(dict.fromkeys(s for v in (*found, *extra) for s in (v, v.strip()) if len(s) >= 4))
 

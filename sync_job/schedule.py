@@ -14,13 +14,13 @@ from types import FrameType
 
 from croniter import CroniterError, croniter
 
+from sync_job.config import UNIT_SECONDS
 from sync_job.errors import EXIT_OK, ConfigError, SyncError
 from sync_job.shutdown import outer_handler
 
 log = logging.getLogger(__name__)
 
 _INTERVAL = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
-_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 # A longer interval is a typo, and slot arithmetic must never leave datetime's range (year 9999).
 MAX_INTERVAL = timedelta(days=366)
 _MAX_SKIPPED = 100_000  # bounds the catch-up walk over cron slots after a very long overrun
@@ -68,7 +68,7 @@ def parse_every(spec: str, now: datetime | None = None) -> Schedule:
 
 def _interval(spec: str, match: re.Match[str]) -> timedelta:
     try:  # whole seconds as a Python int: timedelta itself overflows past 999,999,999 days
-        seconds = sum(int(value) * _UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value)
+        seconds = sum(int(value) * UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value)
     except ValueError:  # more digits than int() converts
         seconds = MAX_INTERVAL.days * 86_400 + 1
     if seconds <= 0:
