@@ -140,7 +140,6 @@ def generate(
         from sync_job import generate as generate_module
         from sync_job import workdir
 
-        workdir.prepare(outdir, role="output folder")
         with workdir.guarded(outdir, role="output folder"):
             counts = generate_module.generate(outdir, orders=orders, seed=seed)
         typer.echo(", ".join(f"{name}: {n} rows" for name, n in counts.items()) + f" -> {outdir}")

@@ -59,7 +59,6 @@ class RunOutcome:
 
 def transform(settings: Settings) -> combined_module.TransformResult:
     """Fetch the sources and write WORKDIR/combined.csv; no destination access."""
-    workdir.prepare(settings.workdir)
     with workdir.guarded(settings.workdir):
         fetched = fetch.fetch_all_sync(settings)
         paths = {name: source.path for name, source in fetched.items()}
@@ -71,7 +70,6 @@ def run(settings: Settings, options: RunOptions) -> RunOutcome:
 
     Taking the lock writes WORKDIR/.lock: a workdir that cannot be written fails there, before any fetch.
     """
-    workdir.prepare(settings.workdir)
     with workdir.guarded(settings.workdir), lock.workdir_lock(settings.workdir):
         report = RunReport(
             run_id=new_run_id(),

@@ -36,10 +36,12 @@ def prepare(workdir: Path, role: str = "workdir") -> None:
 
 @contextmanager
 def guarded(workdir: Path, role: str = "workdir") -> Iterator[None]:
-    """Turn an OSError writing under `workdir` (or a full or read-only disk anywhere) into a WorkdirError.
+    """Create `workdir` (`prepare`), then turn an OSError writing under it (or a full or read-only disk
+    anywhere) into a WorkdirError.
 
     Other OS errors pass through: they belong to the sources (already SourceError) or are bugs.
     """
+    prepare(workdir, role)
     try:
         yield
     except OSError as exc:
