@@ -18,18 +18,24 @@ def gone(desired: pl.DataFrame, remote: pl.DataFrame, key: str = "external_id") 
 
     A record without an external id (made by hand) is never one of them.
     """
-    ours = remote.lazy().select(
-        pl.col(key).cast(pl.Utf8).str.strip_chars().alias("external_id"), pl.col("id").cast(pl.Int64)
-    )
-    ours = ours.filter(pl.col("external_id").is_not_null() & (pl.col("external_id") != ""))
+    ours = remote.lazy().filter(_carries(key)).select(_external_id(key), pl.col("id").cast(pl.Int64))
     wanted = desired.lazy().select(pl.col(key).cast(pl.Utf8).alias("external_id"))
     return ours.join(wanted, on="external_id", how="anti").sort("id").collect()
 
 
 def carrying_ids(remote: pl.DataFrame, key: str = "external_id") -> int:
     """How many remote records carry an external id: the guard's denominator."""
-    text = pl.col(key).cast(pl.Utf8).str.strip_chars()
-    return remote.select((text.is_not_null() & (text != "")).sum()).item() or 0
+    return remote.select(_carries(key).sum()).item() or 0
+
+
+def _external_id(key: str) -> pl.Expr:
+    return pl.col(key).cast(pl.Utf8).str.strip_chars().alias("external_id")
+
+
+def _carries(key: str) -> pl.Expr:
+    """Whether a remote record carries an external id (a record made by hand has none)."""
+    text = _external_id(key)
+    return text.is_not_null() & (text != "")
 
 
 def with_mode(plan: EntityPlan, mode: Mode, deletes: pl.DataFrame) -> EntityPlan:
@@ -92,8 +98,12 @@ def pipedrive_modes(
     modes: Mapping[str, EntitySettings],
 ) -> tuple[EntityPlan, EntityPlan, tuple[str, ...]]:
     """Persons and deals plans under their modes, plus notes; deletes of deals come before those of persons."""
-    deals = with_mode(deals, modes["deal"].mode, gone(desired["deal"], remote["deal"]))
-    persons = with_mode(persons, modes["person"].mode, gone(desired["person"], remote["person"]))
+
+    def deletes(entity: str) -> pl.DataFrame:  # only mirror deletes: spare the other modes an anti-join of the CRM
+        return gone(desired[entity], remote[entity]) if modes[entity].mode == "mirror" else NO_DELETES
+
+    deals = with_mode(deals, modes["deal"].mode, deletes("deal"))
+    persons = with_mode(persons, modes["person"].mode, deletes("person"))
     persons, kept = keep_linked_persons(persons, deals, remote["deal"])
     notes = (
         (f"{kept} person(s) whose customer is gone stay: a deal that is not deleted still links to them",)
