@@ -13,7 +13,7 @@ AuthError (401), BudgetExhausted (429 with no daily tokens left), RowError (othe
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -109,8 +109,7 @@ def connect_reason(exc: BaseException) -> str:
     """Why a connection failed, only from the OS error under httpx's wrappers (OS text carries no secret)."""
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return "timed out"
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in _causes(exc):
         if isinstance(seen, ConnectionRefusedError):
             return "connection refused"
         if isinstance(seen, socket.gaierror):
@@ -118,7 +117,6 @@ def connect_reason(exc: BaseException) -> str:
             return f"{found} ({seen.strerror})"
         if isinstance(seen, OSError) and seen.strerror:
             return str(seen.strerror).lower()
-        seen = seen.__cause__ or seen.__context__
     return "connection failed"  # never the exception text: a transport may put anything in it
 
 
@@ -129,12 +127,16 @@ _NO_SUCH_HOST = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", sock
 
 def unknown_host(exc: BaseException) -> bool:
     """True when the failure under httpx's wrappers is DNS saying the host name does not exist."""
+    dns = next((seen for seen in _causes(exc) if isinstance(seen, socket.gaierror)), None)
+    return dns is not None and dns.errno in _NO_SUCH_HOST
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and those under it (httpx wraps the OS error in one or two layers)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror):
-            return seen.errno in _NO_SUCH_HOST
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def retry_hook(stats: ApiStats, *, retry_unknown: bool) -> Callable[[Exception], bool | float]:

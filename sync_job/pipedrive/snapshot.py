@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from sync_job import staging
+from sync_job.pipedrive import lookup
 from sync_job.pipedrive.frames import SCHEMAS, Entity, empty_frame
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def path_in(workdir: Path) -> Path:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return lookup.rfc3339(moment.timestamp())
 
 
 def parse_time(text: str) -> datetime:
