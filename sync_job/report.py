@@ -18,7 +18,6 @@ import polars as pl
 
 from sync_job.destinations.base import RecordResult
 from sync_job.sources.base import FetchedSource
-from sync_job.sources.store import RawStore
 
 log = logging.getLogger(__name__)
 
@@ -160,17 +159,13 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def describe_sources(
-    fetched: dict[str, FetchedSource], uris: dict[str, str], workdir: Path
-) -> dict[str, dict[str, Any]]:
+def describe_sources(fetched: dict[str, FetchedSource]) -> dict[str, dict[str, Any]]:
     """What each source was: its (display) URI, size and ETag when the server gave one, else the file's SHA-256."""
-    store = RawStore(workdir)
     out: dict[str, dict[str, Any]] = {}
     for name, source in fetched.items():
-        validators = store.validators(name, uris[name]) if source.path == store.target(name) else None
         fact: dict[str, Any] = {"uri": source.uri, "size": source.size}
-        if validators is not None and validators.etag:
-            fact["etag"] = validators.etag
+        if source.etag:
+            fact["etag"] = source.etag
         else:
             fact["sha256"] = _sha256(source.path)
         out[name] = fact

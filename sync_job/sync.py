@@ -118,9 +118,7 @@ async def _run(settings: Settings, options: RunOptions, report: RunReport, repor
             ui.event(
                 "fetched", sources={n: {"path": str(s.path), "downloaded": s.downloaded} for n, s in fetched.items()}
             )
-            report.sources = await asyncio.to_thread(
-                describe_sources, fetched, settings.sources.model_dump(), settings.workdir
-            )
+            report.sources = await asyncio.to_thread(describe_sources, fetched)
             with phases.timed("transform"):
                 paths = {name: source.path for name, source in fetched.items()}
                 result = await asyncio.to_thread(

@@ -261,6 +261,7 @@ async def test_streamed_download_lands_in_raw_and_304_skips_it_next_time(server:
     second = (await fetch_all(settings))["orders"]
     assert (second.downloaded, second.size, second.path) == (False, len(CSV), first.path)
     assert server.requests[-1][1]["if-none-match"] == meta["etag"]
+    assert first.etag == second.etag == meta["etag"]  # the report names the content by it
 
     state["body"] = b"id\n42\n"
     third = (await fetch_all(settings))["orders"]

@@ -133,6 +133,7 @@ def test_object_is_streamed_to_raw_and_skipped_while_its_etag_is_unchanged(
     second = fetch_all_sync(settings)["payments"]
     assert not second.downloaded
     assert second.size == len(BODY)
+    assert first.etag == second.etag == meta["etag"]  # the report names the content by it
 
     s3.put_object(Bucket="jaffle", Key="raw/payments.csv", Body=b"id,order_id,payment_method,amount\n1,1,card,5\n")
     third = fetch_all_sync(settings)["payments"]

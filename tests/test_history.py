@@ -17,7 +17,6 @@ from sync_job.errors import EXIT_INPUT, DataError
 from sync_job.report import RunReport, describe_sources
 from sync_job.sandbox.server import Sandbox
 from sync_job.sources.base import FetchedSource
-from sync_job.sources.store import RawStore, Validators
 from tests.e2e import TOKEN, config_file, settings_for, write_sources, writes
 
 CUSTOMERS = [(1, "Ada", "Lovelace"), (2, "Alan", "Turing")]
@@ -54,17 +53,12 @@ def test_a_report_records_utc_times_version_config_hash_and_each_sources_size_an
 
 
 def test_a_downloaded_source_is_identified_by_its_etag_instead_of_a_checksum(tmp_path: Path) -> None:
-    store = RawStore(tmp_path)
-    uri = "https://exports.example.com/raw_orders.csv?token=secret"
-    with store.part("orders") as part:
-        part.write(b"id,user_id,order_date,status\n")
-        store.commit(part, "orders", uri, Validators(etag='"abc123"', last_modified=None))
+    path = tmp_path / "raw_orders.csv"
+    path.write_bytes(b"id,user_id,order_date,status\n")
     fetched = {
-        "orders": FetchedSource(
-            "orders", "https://exports.example.com/raw_orders.csv", store.target("orders"), True, 29
-        )
+        "orders": FetchedSource("orders", "https://exports.example.com/raw_orders.csv", path, True, 29, etag='"abc123"')
     }
-    facts = describe_sources(fetched, {"orders": uri}, tmp_path)
+    facts = describe_sources(fetched)
     assert facts == {"orders": {"uri": "https://exports.example.com/raw_orders.csv", "size": 29, "etag": '"abc123"'}}
 
 

@@ -19,6 +19,7 @@ class FetchedSource:
     path: Path  # local file to read (local sources: the original path, not copied)
     downloaded: bool  # False for local files and for unchanged remote files (304 / same ETag)
     size: int
+    etag: str | None = None  # the server's ETag for this content, when it sent one (identifies it in reports)
 
 
 class Source(Protocol):

@@ -131,7 +131,8 @@ class HttpSource:
             if status == 304 and validators:
                 target = self._store.target(name)
                 log.info("%s unchanged (HTTP 304): keeping %s", label(name, uri), target)
-                return FetchedSource(name, display_uri(uri), target, downloaded=False, size=target.stat().st_size)
+                size = target.stat().st_size
+                return FetchedSource(name, display_uri(uri), target, False, size, etag=validators.etag)
             if status in (408, 429) or status >= 500:
                 after = retry_after_seconds(response.headers.get("Retry-After"))
                 raise TransientError(f"HTTP {status} {response.reason_phrase}".strip(), retry_after=after)
@@ -163,4 +164,4 @@ class HttpSource:
             found = Validators(etag=response.headers.get("ETag"), last_modified=response.headers.get("Last-Modified"))
             target = self._store.commit(part, name, uri, found)
             log.info("%s downloaded: %d bytes -> %s", label(name, uri), part.size, target)
-            return FetchedSource(name, display_uri(uri), target, downloaded=True, size=part.size)
+            return FetchedSource(name, display_uri(uri), target, downloaded=True, size=part.size, etag=found.etag)

@@ -224,7 +224,8 @@ class S3Source:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if validators and status == 304:
                 log.info("%s unchanged (same ETag): keeping %s", label(name, uri), target)
-                return FetchedSource(name, display_uri(uri), target, downloaded=False, size=target.stat().st_size)
+                size = target.stat().st_size
+                return FetchedSource(name, display_uri(uri), target, False, size, etag=validators.etag)
             raise
         body = response["Body"]
         expected = response.get("ContentLength")  # bytes as stored: before any Content-Encoding is decoded
@@ -251,4 +252,4 @@ class S3Source:
             cancel.reading(None)
             body.close()
         log.info("%s downloaded: %d bytes -> %s", label(name, uri), part.size, target)
-        return FetchedSource(name, display_uri(uri), target, downloaded=True, size=part.size)
+        return FetchedSource(name, display_uri(uri), target, downloaded=True, size=part.size, etag=found.etag)
