@@ -77,3 +77,12 @@ def test_a_second_run_the_same_day_spends_only_what_is_left_of_the_share(sources
     second = run_in(sources, sandbox)
     assert second.exit_code == EXIT_PARTIAL
     assert sandbox.stats()["tokens_used"] - spent <= DAILY_BUDGET // 2 - spent + 50  # at most its reads over the share
+
+
+def test_a_ledger_that_cannot_be_put_in_place_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """Once left `.pipedrive-budget.json.<pid>.tmp` behind whenever the rename failed (a folder holds the name)."""
+    path = tmp_path / "state" / "pipedrive-budget.json"
+    path.mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        ledger.save(path, ledger.Spent(day="2026-12-02", tokens=10))
+    assert [p.name for p in path.parent.iterdir()] == ["pipedrive-budget.json"]

@@ -73,6 +73,14 @@ def test_a_dry_run_writes_the_whole_plan_not_just_samples_and_sends_nothing(tmp_
     assert plan.filter(pl.col("action") == "update").rows() == [("deal", "105", "update", "value", "1.0", "5.0")]
 
 
+def test_a_plan_file_that_cannot_be_put_in_place_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """Once left `.<run_id>.csv.tmp` behind whenever the rename failed (here: a folder holds the file's name)."""
+    (tmp_path / "plans" / "r1.csv").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        plans.write(deal_plan(), tmp_path, "r1")
+    assert sorted(p.name for p in (tmp_path / "plans").iterdir()) == ["r1.csv"]
+
+
 def test_the_samples_are_aligned_old_to_new_lines() -> None:
     summary = {
         "entities": [
