@@ -96,16 +96,13 @@ class PipedriveDestination:
         carrying = {"person": modes.carrying_ids(remote_persons), "deal": modes.carrying_ids(remote_deals)}
         plan = modes.guard(Plan(entities=(persons, deals)), carrying, self.modes, self.allow_deletes)
         persons, deals = plan.entities
-        # The run's whole cost: the reads it made (incremental ones cost what changed) plus 5 tokens per write.
-        tokens, seconds = diff.estimate(plan, {}, self.client.limiter.general.limit)
-        tokens += self.client.stats.tokens_used
+        # The run's whole cost: the reads it made (incremental ones cost what changed) plus each write's cost.
+        writes = ration.write_tokens(plan)
+        tokens = writes + self.client.stats.tokens_used
+        _, seconds = diff.estimate(plan, {}, self.client.limiter.general.limit)
         self._order_dates = combined.select(pl.col("order_id").cast(pl.Utf8).alias("external_id"), "order_date")
         per_day = self.client.budget.share_per_day
-        days = (
-            None
-            if per_day is None
-            else ration.days_needed(ration.write_tokens(plan), per_day, self.client.budget.available())
-        )
+        days = None if per_day is None else ration.days_needed(writes, per_day, self.client.budget.available())
         # Only creates send the id: name the ones the id field cannot hold before the run (and in a dry run).
         planned: tuple[tuple[Entity, EntityPlan], ...] = (("person", persons), ("deal", deals))
         notes = tuple(
