@@ -64,12 +64,13 @@ def sandbox_process(token: str, burst: int, latency_ms: int) -> Iterator[str]:
     """`serve()` in a child process on a free port; yields its URL, stops the child (by its own handle)."""
     code = (
         "from sync_job.sandbox import SandboxOptions, serve; "
-        f"serve(SandboxOptions(token={token!r}, burst={burst}, latency_ms={latency_ms}), 0)"
+        f"serve(SandboxOptions(token={token!r}, burst={burst}, latency_ms={latency_ms}), 0, "
+        "ready=lambda url: print(url, flush=True))"
     )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
-        line = child.stdout.readline()  # "Pipedrive sandbox on http://127.0.0.1:PORT  (...)"
+        line = child.stdout.readline()  # the URL, printed by the `ready` callback
         url = next((word for word in line.split() if word.startswith("http://")), None)
         if url is None:
             raise RuntimeError(f"the sandbox did not start: {line!r}")

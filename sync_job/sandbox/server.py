@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -161,13 +162,20 @@ class Sandbox:
         self._rt.limiter.reset_budget()
 
 
-def serve(options: SandboxOptions, port: int) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM); the state file is written on the way out."""
+def serve(options: SandboxOptions, port: int, ready: Callable[[str], object] | None = None) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM); the state file is written on the way out.
+
+    `ready` is called with the base URL once the port is bound (a program that starts the sandbox learns it there,
+    not by parsing a log line).
+    """
     rt = _runtime(options)
 
     async def main() -> None:
         runner, bound, saver = await _start(rt, port)
-        log.info("Pipedrive sandbox on http://127.0.0.1:%d  (API v2 under /api/v2; Ctrl-C stops)", bound)
+        url = f"http://127.0.0.1:{bound}"
+        log.info("Pipedrive sandbox on %s  (API v2 under /api/v2; Ctrl-C stops)", url)
+        if ready is not None:
+            ready(url)
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # not on Windows
