@@ -10,7 +10,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,18 +56,23 @@ class TransformResult:
     seconds: float
 
 
-def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: str) -> TransformResult:
+def build_combined(
+    paths: Mapping[str, Path], workdir: Path, value_expression: str, passthrough: Sequence[str] = ()
+) -> TransformResult:
     """Validate the sources and write WORKDIR/combined.csv and WORKDIR/rejected/{orders,payments}.csv.
 
     One streaming pass does the joins, the sinks and the cheap checks; a failed check or an
     unparsable value leaves no output file behind (everything is written to temp files first).
+    `passthrough` names extra columns of the orders or customers file (orders first) that combined.csv carries
+    on, as text; a name in neither is a ConfigError (the mapping uses a column the sources lack).
     """
     started = time.perf_counter()
     value = transform.value_expression(value_expression)
     for name, setting in _ENGINE_DEFAULTS.items():
         os.environ.setdefault(name, setting)
     headers = {name: read_header(name, Path(paths[name])) for name in SOURCES}
-    frames = {name: scan(name, Path(paths[name]), headers[name]) for name in SOURCES}
+    keep = _passthrough(passthrough, headers, paths)
+    frames = {name: scan(name, Path(paths[name]), headers[name], keep.get(name, ())) for name in SOURCES}
     try:
         sample = frames["customers"].head(_NAME_SAMPLE).collect()
     except pl.exceptions.PolarsError as exc:
@@ -81,6 +86,7 @@ def build_combined(paths: Mapping[str, Path], workdir: Path, value_expression: s
         value,
         repetitive_names=transform.repetitive_names(sample),
         order_range=order_range,
+        passthrough=passthrough,
     )
     rejected_dir = workdir / "rejected"
     rejected_dir.mkdir(parents=True, exist_ok=True)
@@ -205,15 +211,49 @@ def _last_id(path: Path, header: list[str]) -> int | None:
         return None
 
 
-def read_combined(path: Path) -> pl.DataFrame:
-    """combined.csv (as written by build_combined) back into memory with COMBINED_SCHEMA."""
-    return pl.scan_csv(path, schema=transform.COMBINED_SCHEMA).collect(engine="streaming")
+def _passthrough(
+    names: Sequence[str], headers: Mapping[str, list[str]], paths: Mapping[str, Path]
+) -> dict[str, tuple[str, ...]]:
+    """Which source keeps each passed-through column: orders first, then customers."""
+    keep: dict[str, list[str]] = {"orders": [], "customers": []}
+    for name in names:
+        source = next((s for s in ("orders", "customers") if name in headers[s]), None)
+        if source is None:
+            raise ConfigError(
+                f"the field mapping uses column {name!r}, which neither the combined rows nor "
+                f"{paths['orders']} nor {paths['customers']} has"
+            )
+        keep[source].append(name)
+    return {source: tuple(columns) for source, columns in keep.items()}
 
 
-def read_customers(path: Path) -> pl.DataFrame:
-    """The validated customers (id, first_name, last_name): every one becomes a person, orders or not."""
+def combined_schema(passthrough: Sequence[str] = ()) -> pl.Schema:
+    """combined.csv's columns: COMBINED_SCHEMA's, then the passed-through ones as text."""
+    return pl.Schema({**transform.COMBINED_SCHEMA, **{name: pl.String() for name in passthrough}})
+
+
+def read_combined(path: Path, passthrough: Sequence[str] = ()) -> pl.DataFrame:
+    """combined.csv (as written by build_combined) back into memory with its schema."""
+    order = [*transform.COMBINED_SCHEMA.names(), *passthrough]
+    with path.open(encoding="utf-8", newline="") as handle:  # written by this job: one short header line
+        header = next(csv.reader([handle.readline().rstrip("\r\n")]), [])
+    if header != order:
+        raise DataError(f"{path}: columns {header} are not {order}: was it written by another run?")
+    return pl.scan_csv(path, schema=combined_schema(passthrough)).collect(engine="streaming")
+
+
+def read_customers(path: Path, passthrough: Sequence[str] = ()) -> pl.DataFrame:
+    """The validated customers (id, first_name, last_name, then `passthrough`): every one becomes a person.
+
+    A `passthrough` column the file lacks is a ConfigError: the persons' mapping uses a column it does not have.
+    """
     header = read_header("customers", path)
-    frame = scan("customers", path, header)
+    missing = [name for name in passthrough if name not in header]
+    if missing:
+        raise ConfigError(
+            f"persons.fields uses column {missing[0]!r}, which {path} lacks (columns: {', '.join(header)})"
+        )
+    frame = scan("customers", path, header, tuple(passthrough))
     try:
         customers = frame.collect(engine="streaming")
     except pl.exceptions.PolarsError as exc:
@@ -316,11 +356,11 @@ def _has_value(rest: bytes, handle: BinaryIO) -> bool:
             return False
 
 
-def scan(name: str, path: Path, header: list[str]) -> pl.LazyFrame:
-    """A lazy, typed scan of a checked source; extra columns are read as text and dropped."""
+def scan(name: str, path: Path, header: list[str], keep: Sequence[str] = ()) -> pl.LazyFrame:
+    """A lazy, typed scan of a checked source; extra columns are read as text, and dropped unless kept."""
     schema = transform.SCHEMAS[name]
     file_schema = {column: schema.get(column, pl.String) for column in header}
-    return pl.scan_csv(path, schema=file_schema).select(schema.names())
+    return pl.scan_csv(path, schema=file_schema).select(*schema.names(), *[c for c in keep if c not in schema])
 
 
 def _check(name: str, path: Path, header: list[str], facts: Mapping[str, int | None]) -> None:

@@ -117,6 +117,7 @@ def combine(
     repetitive_names: Sequence[str] = (),
     order_range: tuple[int, int] | None = None,
     label_dates: bool = False,
+    passthrough: Sequence[str] = (),
 ) -> Combined:
     """One row per order whose customer exists, with its payments summed; orphans go to the rejects.
 
@@ -128,6 +129,9 @@ def combine(
     `label_dates` makes the combined `order_date` a `day_label` (an Enum of ISO texts, for the CSV
     writer) and adds `unlabelled` to the orders checks: combined rows dated outside LABELLED_DAYS,
     whose label is null, so that a caller can run the plan again without labels.
+
+    `passthrough` names source columns beyond the schemas (kept by the scans as text) that the combined rows carry
+    after their own columns, for the field mapping's expressions.
     """
     # Names are held in the customers hash table. Name columns known to repeat a lot (see
     # `repetitive_names`) go in as categoricals, a 4-byte code each: half the memory of text. Mostly
@@ -152,6 +156,7 @@ def combine(
     combined = (
         everything.filter(is_order & known)
         .select(
+            *[pl.col(name) for name in passthrough],
             order_id=pl.col(KEY),
             customer_id=pl.col("user_id"),
             first_name=first,
@@ -163,6 +168,7 @@ def combine(
             amount_cents=pl.col("amount_cents").fill_null(0),
         )
         .with_columns(value=value)
+        .select(*COMBINED_SCHEMA.names(), *passthrough)
     )
     rejected_orders = (
         everything.filter(is_order & ~known)
