@@ -9,13 +9,16 @@ import re
 import stat
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync_job.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sync_job.mapping import Mapping
 
 TOKEN_ENV = "PIPEDRIVE_API_TOKEN"  # noqa: S105 -- the variable name, not a secret
 BASE_URL_ENV = "PIPEDRIVE_BASE_URL"
@@ -116,8 +119,18 @@ Mode = Literal["upsert", "update", "mirror"]
 DEFAULT_MAX_DELETE_FRACTION = 0.1
 
 
+class FieldSpec(_Strict):
+    """A mapped field in its long form: the expression and, for a custom field the job creates, its type."""
+
+    value: str
+    type: str | None = None
+
+
 class EntitySettings(_Strict):
-    """What a run may do to one entity's records (README "Sync modes")."""
+    """What a run writes to one entity's records (README "Field mapping") and what it may do (README "Sync modes")."""
+
+    # Pipedrive field (a standard field's API key, or a custom field's name) <- SQL expression over the source row
+    fields: dict[str, str | FieldSpec] = {}
 
     mode: Mode = "upsert"  # upsert: create and update; update: only update; mirror: also delete what left the source
     # mirror only: the largest share of the remote records that carry an external id one run may delete
@@ -177,6 +190,11 @@ class Settings(_Strict):
         # The PostgreSQL table is rewritten in one transaction from the whole source (upsert by order id); a
         # per-row update-only or delete mode has no meaning there yet: refuse it rather than ignore it.
         if self.destination.kind == "postgres":
+            if self.persons.fields:
+                raise ValueError(
+                    "persons.fields is not supported by the postgres destination (one row per order): map customer "
+                    "columns under deals.fields"
+                )
             for name in ("persons", "deals"):
                 mode = getattr(self, name).mode
                 if mode != "upsert":
@@ -342,7 +360,33 @@ def parse(raw: dict[str, Any], origin: Path) -> Settings:
         value_expression(settings.value)  # a bad expression fails here, before anything is fetched
     except ConfigError as exc:
         raise ConfigError(f"{origin}: 'value': {exc}") from None
+    try:
+        built = mapping_of(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    try:
+        value_expression(built.value_expression)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: deals.fields.'value': {exc}") from None
     return _resolve_paths(settings, origin.parent)
+
+
+def mapping_of(settings: Settings) -> Mapping:
+    """The run's field mapping: the defaults (today's fixed fields) with `persons.fields` / `deals.fields` over them."""
+    from sync_job import mapping
+
+    def specs(entity: EntitySettings) -> dict[str, str | tuple[str, str | None]]:
+        return {k: v if isinstance(v, str) else (v.value, v.type) for k, v in entity.fields.items()}
+
+    built = mapping.build(
+        {"person": specs(settings.persons), "deal": specs(settings.deals)},
+        {"person": settings.pipedrive.person_id_field, "deal": settings.pipedrive.deal_id_field},
+        value=settings.value,
+        currency=settings.pipedrive.currency,
+    )
+    if "value" in settings.deals.fields and "value" in settings.model_fields_set:
+        raise ConfigError("'value' and 'deals.fields.value' both set the deal value: keep one")
+    return built
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
