@@ -11,19 +11,20 @@ import polars as pl
 
 from sync_job.destinations.base import EntityPlan, Plan
 from sync_job.errors import DataError
-from sync_job.transform import clean_text, display_name
+from sync_job.pipedrive import kinds
+from sync_job.pipedrive.budget import COSTS
+from sync_job.pipedrive.kinds import Kind
+from sync_job.pipedrive.pagination import PAGE_LIMIT
+from sync_job.pipedrive.ratelimit import WINDOW_SECONDS
+from sync_job.transform import display_name
 
-PERSON_COMPARE: tuple[str, ...] = ("name",)
-DEAL_COMPARE: tuple[str, ...] = ("title", "value", "currency", "person_external_id")
-MONEY_COLUMNS = frozenset({"value"})  # compared to the cent, not as floats
-
-# Pipedrive v2 token costs (api-reference §10.2) and page size.
-CREATE_TOKENS = 5
-UPDATE_TOKENS = 5
-DELETE_TOKENS = 3
-LIST_TOKENS = 10
-PAGE_SIZE = 500
-BURST_WINDOW_SECONDS = 2.0
+PERSON_COMPARE: dict[str, Kind] = {"name": "text"}
+DEAL_COMPARE: dict[str, Kind] = {
+    "title": "text",
+    "value": "money",
+    "currency": "currency",
+    "person_external_id": "person",
+}
 _TWIN = "__key_int"
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -71,7 +72,7 @@ def diff(
     desired: Frame,
     remote: Frame,
     key: str = "external_id",
-    compare: Sequence[str] = (),
+    compare: Sequence[str] | Mapping[str, Kind] = (),
     entity: str = "record",
 ) -> EntityPlan:
     """Diff desired rows against remote records on `key`; see EntityPlan for the frames it returns.
@@ -79,6 +80,8 @@ def diff(
     Remote keys present twice or more are reported as duplicates and left alone (neither created nor updated).
     Remote records whose key is missing or has no desired row are orphans: counted, never touched.
     """
+    compare_kinds = dict(compare) if isinstance(compare, Mapping) else {c: _guess_kind(c) for c in compare}
+    compare = list(compare_kinds)
     want = desired.lazy()
     columns = want.collect_schema().names()
     if key not in columns or any(c not in columns for c in compare):
@@ -114,7 +117,7 @@ def diff(
         creates = creates.join(dup_keys, on=key, how="anti", maintain_order="left")
         dup_in_source = dup_records.join(desired_df.select(key), on=key, how="semi").height
     n_matched = joined.height - joined["id"].null_count()
-    updates = _updates(joined, key, columns, compare)
+    updates = _updates(joined, key, columns, compare_kinds)
     return EntityPlan(
         entity=entity,
         key=key,
@@ -145,16 +148,24 @@ def _split_duplicates(remote: pl.DataFrame, key: str, on: str) -> tuple[pl.DataF
     return duplicates.select(pl.col(key).alias("key"), "ids"), remote.join(counts, on=on, how="anti"), shared
 
 
-def diff_persons(desired: Frame, remote_persons: Frame) -> EntityPlan:
-    """Persons compared on their name."""
-    return diff(desired, remote_persons, compare=PERSON_COMPARE, entity="person")
+def _guess_kind(column: str) -> Kind:
+    return "money" if column == "value" else "text"
 
 
-def diff_deals(desired: Frame, remote_deals: Frame, remote_persons: Frame) -> EntityPlan:
-    """Deals compared on title, value (to the cent), currency and the linked person's external id."""
-    needed = ["id", "external_id", "person_id", *[c for c in DEAL_COMPARE if c != "person_external_id"]]
-    remote = remote_deals_with_person_keys(remote_deals.lazy().select(needed), remote_persons)
-    return diff(desired, remote, compare=DEAL_COMPARE, entity="deal")
+def diff_persons(desired: Frame, remote_persons: Frame, compare: Mapping[str, Kind] = PERSON_COMPARE) -> EntityPlan:
+    """Persons compared on their mapped fields (by default the name)."""
+    return diff(desired, remote_persons, compare=compare, entity="person")
+
+
+def diff_deals(
+    desired: Frame, remote_deals: Frame, remote_persons: Frame, compare: Mapping[str, Kind] = DEAL_COMPARE
+) -> EntityPlan:
+    """Deals compared on their mapped fields (by default title, value to the cent, currency and the person)."""
+    needed = ["id", "external_id", "person_id", *[c for c in compare if c != "person_external_id"]]
+    remote = remote_deals.lazy().select(needed)
+    if "person_external_id" in compare:
+        remote = remote_deals_with_person_keys(remote, remote_persons).lazy()
+    return diff(desired, remote, compare=compare, entity="deal")
 
 
 def person_id_map(remote_persons: Frame, created: Frame | None = None) -> pl.DataFrame:
@@ -190,13 +201,13 @@ def estimate(plan: Plan, remote_counts: Mapping[str, int], burst: int) -> tuple[
 
     `burst` is the account's request limit per 2-second window.
     """
-    pages = sum(max(1, math.ceil(n / PAGE_SIZE)) for n in remote_counts.values())
+    pages = sum(max(1, math.ceil(n / PAGE_LIMIT)) for n in remote_counts.values())
     creates = sum(e.creates.height for e in plan.entities)
     updates = sum(e.updates.height for e in plan.entities)
     deletes = sum(e.deletes.height for e in plan.entities)
-    tokens = pages * LIST_TOKENS + creates * CREATE_TOKENS + updates * UPDATE_TOKENS + deletes * DELETE_TOKENS
+    tokens = pages * COSTS["list"] + creates * COSTS["create"] + updates * COSTS["update"] + deletes * COSTS["delete"]
     requests = pages + creates + updates + deletes
-    seconds = requests * BURST_WINDOW_SECONDS / max(1, burst)
+    seconds = requests * WINDOW_SECONDS / max(1, burst)
     return tokens, seconds
 
 
@@ -241,19 +252,19 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
         "notes": list(plan.notes),
         "held_deletes": plan.held_line,
         # every delete listed, held ones included: what accepting them with --allow-deletes costs
-        "delete_tokens": sum(e.deletes.height + e.held.height for e in plan.entities) * DELETE_TOKENS,
+        "delete_tokens": sum(e.deletes.height + e.held.height for e in plan.entities) * COSTS["delete"],
         "entities": entities,
     }
 
 
-def _updates(joined: pl.DataFrame, key: str, columns: list[str], compare: Sequence[str]) -> pl.DataFrame:
+def _updates(joined: pl.DataFrame, key: str, columns: list[str], compare: Mapping[str, Kind]) -> pl.DataFrame:
     """Rows found remotely whose compared fields differ after normalising; `changed` lists those fields."""
     out = [key, "id", *[c for c in columns if c != key], *[f"old_{c}" for c in compare]]
     if not compare:
         return joined.head(0).select(*out, pl.lit([], dtype=pl.List(pl.Utf8)).alias("changed")).head(0)
     # A cheap raw comparison first: only rows with some raw difference pay for normalisation.
     raw_diff = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"old_{c}")) for c in compare])
-    flags = {f"__changed_{c}": _differs(c) for c in compare}
+    flags = {f"__changed_{c}": kinds.differs(k, pl.col(c), pl.col(f"old_{c}")) for c, k in compare.items()}
     changed = pl.concat_list([pl.when(pl.col(f)).then(pl.lit(c)) for f, c in zip(flags, compare, strict=True)])
     return (
         joined.lazy()
@@ -263,18 +274,6 @@ def _updates(joined: pl.DataFrame, key: str, columns: list[str], compare: Sequen
         .select(*out, changed.list.drop_nulls().alias("changed"))
         .collect()
     )
-
-
-def _cents(value: pl.Expr) -> pl.Expr:
-    """Money to whole cents, half away from zero; round(6) first removes float noise (12.345*100 = 1234.4999…)."""
-    return (value.cast(pl.Float64).fill_null(0.0) * 100).round(6).round(0, mode="half_away_from_zero").cast(pl.Int64)
-
-
-def _differs(column: str) -> pl.Expr:
-    new, old = pl.col(column), pl.col(f"old_{column}")
-    if column in MONEY_COLUMNS:
-        return _cents(new) != _cents(old)
-    return clean_text(new.cast(pl.Utf8)) != clean_text(old.cast(pl.Utf8))
 
 
 def _json(value: object) -> object:

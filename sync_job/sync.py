@@ -14,7 +14,7 @@ import httpx
 
 from sync_job import __version__, fetch, lock, plans, shutdown, workdir
 from sync_job import combined as combined_module
-from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
+from sync_job.config import Settings, api_token, fingerprint, mapping_of, postgres_dsn
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
@@ -62,7 +62,10 @@ def transform(settings: Settings) -> combined_module.TransformResult:
     with workdir.guarded(settings.workdir):
         fetched = fetch.fetch_all_sync(settings)
         paths = {name: source.path for name, source in fetched.items()}
-        return combined_module.build_combined(paths, settings.workdir, settings.value)
+        mapped = mapping_of(settings)
+        return combined_module.build_combined(
+            paths, settings.workdir, mapped.value_expression, mapped.deals.extra_columns()
+        )
 
 
 def run(settings: Settings, options: RunOptions) -> RunOutcome:
@@ -121,11 +124,15 @@ async def _run(settings: Settings, options: RunOptions, report: RunReport, repor
             report.sources = await asyncio.to_thread(describe_sources, fetched)
             with phases.timed("transform"):
                 paths = {name: source.path for name, source in fetched.items()}
+                mapped = mapping_of(settings)
+                deal_columns, person_columns = mapped.deals.extra_columns(), mapped.persons.extra_columns()
                 result = await asyncio.to_thread(
-                    combined_module.build_combined, paths, settings.workdir, settings.value
+                    combined_module.build_combined, paths, settings.workdir, mapped.value_expression, deal_columns
                 )
-                combined = await asyncio.to_thread(combined_module.read_combined, result.combined_path)
-                customers = await asyncio.to_thread(combined_module.read_customers, result.customers_path)
+                combined = await asyncio.to_thread(combined_module.read_combined, result.combined_path, deal_columns)
+                customers = await asyncio.to_thread(
+                    combined_module.read_customers, result.customers_path, person_columns
+                )
             report.transform = {
                 "orders": result.rows,
                 "customers": result.customers,
@@ -247,7 +254,7 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
     if settings.destination.kind == "postgres":
         from sync_job.destinations.postgres import PostgresDestination
 
-        return PostgresDestination(postgres_dsn(), settings.destination.table)
+        return PostgresDestination(postgres_dsn(), settings.destination.table, field_mapping=mapping_of(settings))
     from sync_job.destinations.pipedrive import PipedriveDestination
     from sync_job.pipedrive.client import PipedriveClient, make_http_client
 
@@ -273,4 +280,5 @@ def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -
         recreate_fields=options.recreate_fields,
         entity_modes={"person": settings.persons, "deal": settings.deals},
         allow_deletes=options.allow_deletes,
+        field_mapping=mapping_of(settings),
     )

@@ -1,30 +1,44 @@
-"""Tests for sync_job.pipedrive.payloads: plan rows to Pipedrive v2 request bodies."""
+"""Plan rows to Pipedrive v2 request bodies (RecordSchema.create_body / patch_body), for the default mapping."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import polars as pl
 import pytest
 
 from sync_job.diff import diff, diff_deals
 from sync_job.errors import RowError
-from sync_job.pipedrive.field_types import IdField
-from sync_job.pipedrive.payloads import deal_body, money, patch_body, person_body
+from sync_job.pipedrive.frames import default_schema
+from sync_job.pipedrive.kinds import money
 
 CODE = "d4de1c1518b4531717c676029a45911c340390a6"
-FIELD = IdField(CODE, "CustomerID", "varchar")
+PERSON = default_schema("person", CODE, "varchar", "CustomerID")
+DEAL = default_schema("deal", CODE, "varchar", "OrderID")
+
+
+def person_body(row: dict[str, Any]) -> dict[str, Any]:
+    return PERSON.create_body(row)
+
+
+def deal_body(row: dict[str, Any], person_id: int | None) -> dict[str, Any]:
+    return DEAL.create_body(row, person_id)
+
+
+def patch_body(entity: str, row: dict[str, Any], changed: list[str]) -> dict[str, Any]:
+    return (PERSON if entity == "person" else DEAL).patch_body(row, changed, row.get("person_id"))
 
 
 def test_person_body_has_name_and_external_id_custom_field() -> None:
-    body = person_body({"external_id": "42", "name": "Zoë Ünal"}, FIELD)
+    body = person_body({"external_id": "42", "name": "Zoë Ünal"})
     assert body == {"name": "Zoë Ünal", "custom_fields": {CODE: "42"}}
     assert json.loads(json.dumps(body, ensure_ascii=False)) == body
 
 
 def test_deal_body_is_json_native_with_value_rounded_to_the_cent() -> None:
     row = {"external_id": "100", "title": "Ünal Zoë", "value": 12.345, "currency": "EUR", "person_external_id": "7"}
-    body = deal_body(row, FIELD, person_id=70)
+    body = deal_body(row, 70)
     assert body == {
         "title": "Ünal Zoë",
         "value": 12.35,
@@ -39,36 +53,34 @@ def test_deal_body_is_json_native_with_value_rounded_to_the_cent() -> None:
 def test_deal_body_without_a_person_id_is_a_row_error_naming_deal_and_customer() -> None:
     row = {"external_id": "100", "title": "t", "value": 1.0, "currency": "USD", "person_external_id": "7"}
     with pytest.raises(RowError, match="deal 100: person for customer 7 has no Pipedrive id"):
-        deal_body(row, FIELD, person_id=None)
+        deal_body(row, None)
 
 
 def test_patch_body_sends_only_changed_fields() -> None:
     row = {"external_id": "1", "id": 9, "title": "New", "value": 5.0, "currency": "USD", "person_external_id": "3"}
-    assert patch_body("deal", row, ["title"], FIELD) == {"title": "New"}
-    assert patch_body("deal", row, ["value", "currency"], FIELD) == {"value": 5.0, "currency": "USD"}
-    assert patch_body("deal", row, [], FIELD) == {}
+    assert patch_body("deal", row, ["title"]) == {"title": "New"}
+    assert patch_body("deal", row, ["value", "currency"]) == {"value": 5.0, "currency": "USD"}
+    assert patch_body("deal", row, []) == {}
 
 
 def test_patch_body_sends_the_resolved_person_id_for_a_changed_link() -> None:
     row = {"external_id": "1", "title": "t", "person_external_id": "3", "person_id": 30}
-    assert patch_body("deal", row, ["person_external_id"], FIELD) == {"person_id": 30}
+    assert patch_body("deal", row, ["person_external_id"]) == {"person_id": 30}
 
 
 def test_patch_body_changed_link_without_resolved_person_is_a_row_error() -> None:
     row = {"external_id": "1", "title": "t", "person_external_id": "3", "person_id": None}
     with pytest.raises(RowError, match="deal 1: person for customer 3"):
-        patch_body("deal", row, ["person_external_id"], FIELD)
+        patch_body("deal", row, ["person_external_id"])
 
 
 def test_patch_body_person_name_keeps_unicode() -> None:
-    assert patch_body("person", {"external_id": "5", "name": "Jürgen Müller"}, ["name"], FIELD) == {
-        "name": "Jürgen Müller"
-    }
+    assert patch_body("person", {"external_id": "5", "name": "Jürgen Müller"}, ["name"]) == {"name": "Jürgen Müller"}
 
 
 def test_patch_body_rejects_a_column_with_no_api_field() -> None:
     with pytest.raises(ValueError, match="no API field for planned column 'title'"):
-        patch_body("person", {"external_id": "5", "title": "x"}, ["title"], FIELD)
+        patch_body("person", {"external_id": "5", "title": "x"}, ["title"])
 
 
 @pytest.mark.parametrize(
@@ -113,5 +125,5 @@ def test_update_rows_from_the_diff_become_patch_bodies_of_their_changed_fields()
     persons = pl.DataFrame({"id": [50, 60], "name": ["P", "Q"], "external_id": ["5", "6"]})
     plan = diff_deals(want, have, persons)
     rows = plan.updates.with_columns(person_id=pl.lit(60)).to_dicts()
-    bodies = [patch_body("deal", row, row["changed"], FIELD) for row in rows]
+    bodies = [patch_body("deal", row, row["changed"]) for row in rows]
     assert bodies == [{"title": "Ünal Zoë", "value": 30.0, "person_id": 60}]

@@ -18,6 +18,8 @@ def test_v2_costs_are_the_documented_ones() -> None:
         "search": 20,
         "fields": 10,
         "field_create": 5,
+        "option_create": 5,
+        "field_get": 1,
     }
 
 

@@ -14,6 +14,7 @@ from pytest_httpx import HTTPXMock
 
 from sync_job.errors import EXIT_PARTIAL, AuthError, BudgetExhausted, ConfigError, RowError
 from sync_job.pipedrive.client import PipedriveClient, WriteResult, make_http_client
+from sync_job.pipedrive.frames import default_schema
 from sync_job.pipedrive.pagination import MAX_EMPTY_PAGES, PagingBroken
 from sync_job.pipedrive.ratelimit import RateLimiter
 from tests.fakes import FakeTime
@@ -64,7 +65,7 @@ async def test_reads_all_pages_with_limit_500_and_the_token_only_in_the_header(
 ) -> None:
     httpx_mock.add_response(url=PERSONS, **ok([person(1, "10"), person(2, None)], cursor="next-1"))
     httpx_mock.add_response(url=PERSONS, **ok([person(3, "30")]))
-    frame = await client.read_all("person", CODE)
+    frame = await client.read_all(default_schema("person", CODE))
     assert frame["id"].to_list() == [1, 2, 3]
     assert frame["external_id"].to_list() == ["10", None, "30"]
     first, second = httpx_mock.get_requests()
@@ -81,7 +82,7 @@ async def test_reads_all_pages_with_limit_500_and_the_token_only_in_the_header(
 async def test_a_looping_cursor_stops_the_read(client: PipedriveClient, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=PERSONS, **ok([person(1, "1")], cursor="same"), is_reusable=True)
     with pytest.raises(PagingBroken, match="cursor 'same' twice"):
-        await client.read_all("person", CODE)
+        await client.read_all(default_schema("person", CODE))
 
 
 async def test_empty_pages_with_ever_new_cursors_stop_the_read_after_three_requests(
@@ -94,7 +95,7 @@ async def test_empty_pages_with_ever_new_cursors_stop_the_read_after_three_reque
 
     httpx_mock.add_callback(empty_page, url=PERSONS, is_reusable=True)
     with pytest.raises(PagingBroken, match="3 pages in a row had no records but a next cursor") as caught:
-        await client.read_all("person", CODE)
+        await client.read_all(default_schema("person", CODE))
     assert caught.value.exit_code == EXIT_PARTIAL
     assert len(httpx_mock.get_requests()) == MAX_EMPTY_PAGES
 

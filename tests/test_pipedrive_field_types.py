@@ -15,9 +15,8 @@ from sync_job.pipedrive.field_types import (
     unconvertible,
 )
 from sync_job.pipedrive.fields import match_id_field
-from sync_job.pipedrive.frames import page_frame
+from sync_job.pipedrive.frames import default_schema
 from sync_job.pipedrive.lookup import find_external_id
-from sync_job.pipedrive.payloads import patch_body, person_body
 
 CODE = "c" * 40
 
@@ -119,7 +118,7 @@ def test_a_numeric_id_field_reads_into_the_frame_as_id_text() -> None:
         {"id": 2, "name": "B", "update_time": "u", "custom_fields": {CODE: 18.0}},
         {"id": 3, "name": "C", "update_time": "u", "custom_fields": {CODE: None}},
     ]
-    assert page_frame("person", records, CODE, "double")["external_id"].to_list() == ["17", "18", None]
+    assert default_schema("person", CODE, "double").frame(records)["external_id"].to_list() == ["17", "18", None]
 
 
 def test_the_lost_create_re_read_finds_an_id_stored_as_a_number() -> None:
@@ -129,16 +128,16 @@ def test_the_lost_create_re_read_finds_an_id_stored_as_a_number() -> None:
 
 
 def test_bodies_carry_the_id_in_the_fields_type() -> None:
-    field = IdField(CODE, "CustomerID", "double")
-    assert person_body({"external_id": "42", "name": "Ann"}, field) == {"name": "Ann", "custom_fields": {CODE: 42}}
-    assert patch_body("person", {"external_id": "42"}, ["external_id"], field) == {"custom_fields": {CODE: 42}}
+    schema = default_schema("person", CODE, "double", "CustomerID")
+    assert schema.create_body({"external_id": "42", "name": "Ann"}) == {"name": "Ann", "custom_fields": {CODE: 42}}
+    assert schema.patch_body({"external_id": "42"}, ["external_id"]) == {"custom_fields": {CODE: 42}}
 
 
 def test_an_id_the_field_cannot_hold_is_a_row_error_naming_the_row_the_field_and_the_value() -> None:
-    field = IdField(CODE, "CustomerID", "double")
+    schema = default_schema("person", CODE, "double", "CustomerID")
     big = str(2**53 + 1)
     with pytest.raises(RowError) as info:
-        person_body({"external_id": big, "name": "Ann"}, field)
+        schema.create_body({"external_id": big, "name": "Ann"})
     message = str(info.value)
     assert message.startswith(f"person {big}: the custom field 'CustomerID' (double) cannot hold the id '{big}'")
 

@@ -7,7 +7,7 @@ import pytest
 
 from sync_job.errors import ConfigError
 from sync_job.pipedrive.fields import create_field_body, match_custom_field
-from sync_job.pipedrive.frames import DEAL_SCHEMA, PERSON_SCHEMA, page_frame
+from sync_job.pipedrive.frames import default_schema
 from sync_job.pipedrive.lookup import SKEW_WITH_DATE, SKEW_WITHOUT_DATE, find_external_id, reread_params, server_since
 
 CODE = "a" * 40
@@ -19,8 +19,10 @@ def test_person_page_has_the_contract_columns_and_the_external_id() -> None:
         {"id": 2, "name": "Bo", "update_time": "2026-01-02T00:00:00Z", "custom_fields": {}, "emails": []},
         {"id": 3, "name": "Cy", "update_time": "2026-01-03T00:00:00Z"},
     ]
-    frame = page_frame("person", records, CODE)
-    assert frame.schema == pl.Schema(PERSON_SCHEMA)
+    schema = default_schema("person", CODE)
+    frame = schema.frame(records)
+    assert frame.schema == pl.Schema(schema.remote_columns())
+    assert frame["name"].to_list() == ["Ann Lee", "Bo", "Cy"]
     assert frame["external_id"].to_list() == ["17", None, None]
 
 
@@ -31,14 +33,17 @@ def test_deal_page_accepts_integral_values_and_numeric_custom_values() -> None:
         {"id": 10, "title": "U", "value": 2.5, "currency": "EUR", "person_id": None, "status": "open",
          "update_time": "u", "custom_fields": None},
     ]  # fmt: skip
-    frame = page_frame("deal", records, CODE)
-    assert frame.schema == pl.Schema(DEAL_SCHEMA)
+    schema = default_schema("deal", CODE)
+    frame = schema.frame(records)
+    assert frame.schema == pl.Schema(schema.remote_columns())
+    assert frame["person_id"].to_list() == [4, None]
     assert frame["value"].to_list() == [200.0, 2.5]
     assert frame["external_id"].to_list() == ["1001", None]
 
 
 def test_an_empty_page_is_an_empty_frame_with_the_schema() -> None:
-    assert page_frame("deal", [], CODE).schema == pl.Schema(DEAL_SCHEMA)
+    schema = default_schema("deal", CODE)
+    assert schema.frame([]).schema == pl.Schema(schema.remote_columns())
 
 
 def _field(name: str, code: str, custom: bool = True) -> dict[str, object]:

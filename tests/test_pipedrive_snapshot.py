@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 
 from sync_job.pipedrive import snapshot
-from sync_job.pipedrive.frames import PERSON_SCHEMA, empty_frame
+from sync_job.pipedrive.frames import default_schema
 
 URL = "https://acme.pipedrive.com"
 CODES = {"person": "p" * 40, "deal": "d" * 40}
+PERSON_SCHEMA = default_schema("person", CODES["person"]).remote_columns()
 TYPES = {"person": "double", "deal": "varchar"}
 NOW = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -80,22 +81,24 @@ def test_the_watermark_starts_before_the_read_by_the_overlap() -> None:
 def test_merge_replaces_changed_records_adds_new_ones_and_drops_removed_ones() -> None:
     base = persons((1, "Ann", "10"), (2, "Bob", "20"), (3, "Cy", "30"))
     changed = persons((2, "Bobby", "20"), (4, "Dee", "40"))
-    merged = snapshot.merge("person", base, changed, removed_ids=[3])
+    merged = snapshot.merge(PERSON_SCHEMA, base, changed, removed_ids=[3])
     assert merged.select("id", "name").rows() == [(1, "Ann"), (2, "Bobby"), (4, "Dee")]
 
 
 def test_own_writes_are_recorded_and_unsent_fields_keep_their_old_value() -> None:
     base = persons((1, "Ann", "10"))
+    schema = default_schema("person", CODES["person"])
     written = pl.DataFrame(
-        [snapshot.written_row("person", {"external_id": "20", "name": "Bob"}, 2), {"id": 1, "name": "Annie"}]
+        [schema.written({"external_id": "20", "name": "Bob"}, 2), {"id": 1, "external_id": None, "name": "Annie"}]
     )
-    merged = snapshot.record_writes("person", base, written)
+    merged = snapshot.record_writes(PERSON_SCHEMA, base, written)
     assert merged.select("id", "name", "external_id").rows() == [(1, "Annie", "10"), (2, "Bob", "20")]
 
 
 def test_save_then_load_gives_the_same_snapshot(tmp_path: Path) -> None:
     path = snapshot.path_in(tmp_path)
-    snap = snapshot.with_frames(snapshot.empty(meta()), persons((1, "Ann", "10")), empty_frame("deal"))
+    deals = default_schema("deal", CODES["deal"]).empty()
+    snap = snapshot.with_frames(snapshot.empty(meta()), persons((1, "Ann", "10")), deals)
     snapshot.save(path, snap)
     loaded = snapshot.load(path)
     assert loaded is not None
@@ -119,7 +122,12 @@ def test_a_damaged_snapshot_file_loads_as_none_so_the_run_reads_in_full(tmp_path
 
 def test_a_truncated_snapshot_file_loads_as_none(tmp_path: Path) -> None:
     path = snapshot.path_in(tmp_path)
-    snapshot.save(path, snapshot.with_frames(snapshot.empty(meta()), persons((1, "Ann", "10")), empty_frame("deal")))
+    snapshot.save(
+        path,
+        snapshot.with_frames(
+            snapshot.empty(meta()), persons((1, "Ann", "10")), default_schema("deal", CODES["deal"]).empty()
+        ),
+    )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     assert snapshot.load(path) is None

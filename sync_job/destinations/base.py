@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import polars as pl
 
 Action = Literal["create", "update", "delete"]
 Outcome = Literal["ok", "failed", "skipped"]
 NO_DELETES = pl.DataFrame(schema={"external_id": pl.Utf8, "id": pl.Int64})
+NO_INVALID = pl.DataFrame(schema={"external_id": pl.Utf8, "error": pl.Utf8})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class EntityPlan:
     deletes: pl.DataFrame = field(default_factory=lambda: NO_DELETES)
     held: pl.DataFrame = field(default_factory=lambda: NO_DELETES)
     skipped: int = 0
+    # rows whose mapped values their fields cannot hold (`external_id`, `error`): each fails alone, never silently
+    invalid: pl.DataFrame = field(default_factory=lambda: NO_INVALID)
 
     @property
     def writes(self) -> int:
@@ -52,6 +55,9 @@ class Plan:
     days_needed: int | None = None  # days the writes need at that budget, counting what is left today
     notes: tuple[str, ...] = field(default_factory=tuple)
     held_line: str = ""  # set when the mirror guard kept the deletes back: the run ends partial with this line
+    # What the destination's apply needs besides the rows (read state, resolved fields): the plan carries it, so
+    # applying a plan does not depend on what planning left behind in the destination object.
+    context: Any = None
 
     @property
     def writes(self) -> int:

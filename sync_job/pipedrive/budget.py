@@ -17,6 +17,8 @@ COSTS: dict[Kind, int] = {
     "search": 20,
     "fields": 10,
     "field_create": 5,
+    "option_create": 5,  # POST /api/v2/{deal,person}Fields/{code}/options
+    "field_get": 1,  # GET /api/v2/{deal,person}Fields/{code}
 }
 
 # Held back for the re-reads a safe create may need after an unknown outcome (two list pages).

@@ -18,12 +18,13 @@ import stamina
 from sync_job import __version__
 from sync_job.errors import ConfigError, RowError, SourceError, TransientError, Unavailable
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
+from sync_job.pipedrive.entities import ENTITY_PLURAL, FIELDS_PATH, Entity, options_path
 from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField, NotConvertible, to_api
-from sync_job.pipedrive.fields import ENTITY_PLURAL, FIELDS_PATH, FieldMissing, create_field_body, match_id_field
-from sync_job.pipedrive.frames import Entity, empty_frame, page_frame
+from sync_job.pipedrive.fields import FieldMissing, create_field_body, match_id_field
 from sync_job.pipedrive.lookup import find_external_id, reread_params, server_clock, server_since
 from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
 from sync_job.pipedrive.ratelimit import RateHeaders, RateLimiter
+from sync_job.pipedrive.record_schema import RecordSchema
 from sync_job.pipedrive.retry import (
     NotSent,
     OutcomeUnknown,
@@ -64,6 +65,10 @@ def make_http_client(
     )
 
 
+# `custom_fields=` on a list narrows the custom fields returned to at most this many keys (api-reference §4.1).
+MAX_CUSTOM_FIELDS_PARAM = 15
+
+
 class PipedriveClient:
     """Persons and deals through API v2. All requests of one client share its limiter, budget and stats."""
 
@@ -90,6 +95,7 @@ class PipedriveClient:
         self._settle_seconds = settle_seconds  # lets a write the server is still finishing land before a re-read
         self._sem = asyncio.Semaphore(concurrency)
         self._fields: dict[tuple[Entity, str], IdField] = {}
+        self._items: dict[Entity, list[dict[str, Any]]] = {}  # the field lists this run read, by entity
         self._forbidden_streak = 0
         self._date: tuple[str, float] | None = None  # last Date header and our wall clock when it arrived
         self.limiter = limiter or RateLimiter()
@@ -227,28 +233,25 @@ class PipedriveClient:
             pager.advance(next_cursor(body), len(data))
 
     async def iter_pages(
-        self,
-        entity: Entity,
-        field_code: str,
-        *,
-        field_type: str = NEW_FIELD_TYPE,
-        updated_since: str | None = None,
-        deleted: bool = False,
+        self, schema: RecordSchema, *, updated_since: str | None = None, deleted: bool = False
     ) -> AsyncIterator[pl.DataFrame]:
-        """The entity's records, one frame per page of 500 (remote columns, see frames.py).
+        """The entity's records, one frame per page of 500 (the schema's remote columns).
 
         With `updated_since` (RFC 3339), only records whose `update_time` is at or after it, oldest change first;
         `deleted` lists deals deleted in the last 30 days instead of the live ones.
         """
-        path = f"/api/v2/{ENTITY_PLURAL[entity]}"
-        params: dict[str, str] = {"custom_fields": field_code}
+        path = f"/api/v2/{ENTITY_PLURAL[schema.entity]}"
+        params: dict[str, str] = {}
+        codes = schema.custom_codes()
+        if len(codes) <= MAX_CUSTOM_FIELDS_PARAM:  # beyond it the parameter is refused: all custom fields come
+            params["custom_fields"] = ",".join(codes)
         if updated_since is not None:
             params |= {"updated_since": updated_since, "sort_by": "update_time", "sort_direction": "asc"}
         if deleted:
             params["status"] = "deleted"
         with self._reading():
             async for data in self._pages(path, params):
-                yield page_frame(entity, data, field_code, field_type)
+                yield schema.frame(data)
 
     def server_now(self) -> datetime | None:
         """Now in Pipedrive's clock: its last Date header plus the time since; None before any Date header."""
@@ -256,14 +259,81 @@ class PipedriveClient:
         server = server_clock(time.time(), date, received)
         return None if server is None else datetime.fromtimestamp(server, UTC)
 
-    async def read_all(self, entity: Entity, field_code: str, field_type: str = NEW_FIELD_TYPE) -> pl.DataFrame:
-        frames = [frame async for frame in self.iter_pages(entity, field_code, field_type=field_type)]
-        return pl.concat(frames, how="vertical", rechunk=True) if frames else empty_frame(entity)
+    async def read_all(self, schema: RecordSchema) -> pl.DataFrame:
+        frames = [frame async for frame in self.iter_pages(schema)]
+        return pl.concat(frames, how="vertical", rechunk=True) if frames else schema.empty()
 
     # ---- custom fields -----------------------------------------------------------------------------------
 
     async def _field_items(self, entity: Entity) -> list[dict[str, Any]]:
-        return [item async for data in self._pages(FIELDS_PATH[entity], {}) for item in data]
+        items = [item async for data in self._pages(FIELDS_PATH[entity], {}) for item in data]
+        self._items[entity] = items
+        return items
+
+    async def field_items(self, entity: Entity) -> list[dict[str, Any]]:
+        """Every field definition of the entity, as the v2 field list last gave them (read once per run)."""
+        if entity in self._items:
+            return self._items[entity]
+        with self._reading():
+            return await self._field_items(entity)
+
+    async def create_custom_field(self, entity: Entity, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a field definition; an unknown outcome looks again before trying once more (never two fields)."""
+        name = str(body["field_name"])
+        with self._reading():
+            for _ in range(self._max_attempts):
+                try:
+                    _, answer = await self._call(
+                        "field_create", "POST", FIELDS_PATH[entity], body=body, retry_unknown=False
+                    )
+                    data: dict[str, Any] = answer["data"]
+                    log.info("created the %s custom field %r (%s)", ENTITY_PLURAL[entity], name, data["field_code"])
+                    return data
+                except OutcomeUnknown:
+                    items = await self._field_items(entity)
+                    found = [i for i in items if i.get("is_custom_field") and str(i.get("field_name")).strip() == name]
+                    if found:
+                        return found[0]
+                except RowError as exc:
+                    raise ConfigError(
+                        f"could not create the {ENTITY_PLURAL[entity]} custom field {name!r}: {exc}"
+                    ) from None
+        raise ConfigError(f"could not create the {ENTITY_PLURAL[entity]} custom field {name!r}: outcome unknown")
+
+    async def add_options(self, entity: Entity, field_code: str, labels: list[str]) -> list[dict[str, Any]]:
+        """Add options to an enum field (atomic, api-reference §8.4); returns the field's options afterwards.
+
+        Not retried blindly when the outcome is unknown: the field is read again and only missing labels are sent.
+        """
+        with self._reading():
+            for _ in range(self._max_attempts):
+                current = await self._options(entity, field_code)
+                have = {" ".join(str(o.get("label", "")).split()) for o in current}
+                missing = [label for label in labels if label not in have]
+                if not missing:
+                    return current
+                try:
+                    await self._call(
+                        "option_create",
+                        "POST",
+                        options_path(entity, field_code),
+                        body=[{"label": label} for label in missing],
+                        retry_unknown=False,
+                    )
+                except OutcomeUnknown:
+                    continue
+                except RowError as exc:
+                    raise ConfigError(
+                        f"could not add option(s) {missing[:3]} to the {ENTITY_PLURAL[entity]} field "
+                        f"{field_code}: {exc}"
+                    ) from None
+                return await self._options(entity, field_code)
+        raise ConfigError(f"could not add options to the {ENTITY_PLURAL[entity]} field {field_code}: outcome unknown")
+
+    async def _options(self, entity: Entity, field_code: str) -> list[dict[str, Any]]:
+        _, answer = await self._call("field_get", "GET", f"{FIELDS_PATH[entity]}/{field_code}")
+        options = (answer.get("data") or {}).get("options") if isinstance(answer, dict) else None
+        return list(options or [])
 
     async def resolve_field(self, entity: Entity, name: str, *, create: bool = True) -> str:
         """The `field_code` of the custom field called `name`, created (varchar) when missing."""

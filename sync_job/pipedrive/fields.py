@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from sync_job.errors import ConfigError
+from sync_job.mapping import EntityMapping
+from sync_job.pipedrive import kinds
+from sync_job.pipedrive.entities import ENTITY_PLURAL, FIELDS_PATH, Entity
 from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField, check_id_type
+from sync_job.pipedrive.record_schema import Column, RecordSchema
+
+__all__ = ["ENTITY_PLURAL", "FIELDS_PATH", "FieldGone", "FieldMissing", "resolve_schema"]
 
 
 class FieldMissing(ConfigError):
@@ -14,12 +20,6 @@ class FieldMissing(ConfigError):
 
 class FieldGone(ConfigError):
     """The external-id field existed on the previous run and is gone now: recreating it would double the CRM."""
-
-
-Entity = Literal["person", "deal"]
-
-FIELDS_PATH: dict[Entity, str] = {"person": "/api/v2/personFields", "deal": "/api/v2/dealFields"}
-ENTITY_PLURAL: dict[Entity, str] = {"person": "persons", "deal": "deals"}
 
 
 def match_custom_field(items: list[dict[str, Any]], name: str, entity: Entity) -> str | None:
@@ -60,3 +60,42 @@ def _one_custom_field(items: list[dict[str, Any]], name: str, entity: Entity) ->
 def create_field_body(name: str) -> dict[str, Any]:
     """The POST body that creates the external-id field."""
     return {"field_name": name, "field_type": NEW_FIELD_TYPE}
+
+
+def resolve_schema(mapping: EntityMapping, items: list[dict[str, Any]], id_field: IdField) -> RecordSchema:
+    """The mapping's columns as this account has them: a custom field found by name is used as it is, whatever its
+    type, if a mapping can write that type (ConfigError otherwise); a missing one is to be created (`code` None).
+    """
+    columns = []
+    for field in mapping.fields:
+        if field.standard is not None:
+            columns.append(Column(field.column, field.standard.kind, field.target, key=field.standard.key))
+            continue
+        item = _one_custom_field(items, field.target, mapping.entity)
+        if item is None:
+            columns.append(
+                Column(field.column, kinds.CUSTOM_KINDS[field.create_type], field.target, field_type=field.create_type)
+            )
+            continue
+        field_type = str(item.get("field_type") or "")
+        kind = kinds.CUSTOM_KINDS.get(field_type)
+        if kind is None:
+            raise ConfigError(
+                f"{ENTITY_PLURAL[mapping.entity]}.fields.{field.target!r}: the custom field has type {field_type!r}, "
+                f"which a mapping cannot write (it can write {', '.join(kinds.CUSTOM_KINDS)}): map another field"
+            )
+        options = {kinds.label(o["label"]): int(o["id"]) for o in item.get("options") or [] if "id" in o}
+        columns.append(
+            Column(
+                field.column, kind, field.target, code=str(item["field_code"]), field_type=field_type, options=options
+            )
+        )
+    return RecordSchema(mapping.entity, id_field, tuple(columns))
+
+
+def create_custom_field_body(name: str, field_type: str, labels: list[str]) -> dict[str, Any]:
+    """The POST body that creates a mapped custom field; an enum needs its options at once (api-reference §8.4)."""
+    body: dict[str, Any] = {"field_name": name, "field_type": field_type}
+    if field_type == "enum":
+        body["options"] = [{"label": label} for label in labels]
+    return body

@@ -1,55 +1,23 @@
-"""Pure: one page of v2 list JSON -> a Polars frame with the remote columns, built column-wise."""
+"""Pure: the record schema of today's fixed mapping, for callers that read without a configured mapping."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from sync_job.pipedrive.entities import Entity
+from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField
+from sync_job.pipedrive.record_schema import Column, RecordSchema
+from sync_job.pipedrive.standard_fields import STANDARD
 
-import polars as pl
-
-from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, canonical
-
-Entity = Literal["person", "deal"]
-
-PERSON_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64(),
-    "name": pl.Utf8(),
-    "external_id": pl.Utf8(),
-    "update_time": pl.Utf8(),
+DEFAULT_COLUMNS: dict[Entity, tuple[str, ...]] = {
+    "person": ("name",),
+    "deal": ("title", "value", "currency", "person_id"),
 }
-DEAL_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64(),
-    "title": pl.Utf8(),
-    "value": pl.Float64(),
-    "currency": pl.Utf8(),
-    "person_id": pl.Int64(),
-    "status": pl.Utf8(),
-    "update_time": pl.Utf8(),
-    "external_id": pl.Utf8(),
-}
-SCHEMAS: dict[Entity, dict[str, pl.DataType]] = {"person": PERSON_SCHEMA, "deal": DEAL_SCHEMA}
 
 
-def empty_frame(entity: Entity) -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMAS[entity])
-
-
-def external_ids(records: list[dict[str, Any]], field_code: str, field_type: str = NEW_FIELD_TYPE) -> list[str | None]:
-    """The custom field's value of each record as the text a source id has (see field_types.canonical)."""
-    return [
-        canonical(field_type, cf.get(field_code)) if isinstance(cf := r.get("custom_fields"), dict) else None
-        for r in records
-    ]
-
-
-def page_frame(
-    entity: Entity, records: list[dict[str, Any]], field_code: str, field_type: str = NEW_FIELD_TYPE
-) -> pl.DataFrame:
-    """Build the remote frame of one page; `external_id` is the custom field's value as id text (or null)."""
-    schema = SCHEMAS[entity]
-    if not records:
-        return empty_frame(entity)
-    plain = {name: dtype for name, dtype in schema.items() if name != "external_id"}
-    # strict=False: v2 sends integral values like 200 for a Float64 column, ints are fine as Int64
-    frame = pl.from_dicts(records, schema=plain, strict=False)
-    ext = pl.Series("external_id", external_ids(records, field_code, field_type), dtype=pl.Utf8)
-    return frame.with_columns(ext).select(list(schema))
+def default_schema(entity: Entity, field_code: str, field_type: str = NEW_FIELD_TYPE, name: str = "") -> RecordSchema:
+    """The schema of the default mapping (a person's name; a deal's title, value, currency and person)."""
+    columns = []
+    for key in DEFAULT_COLUMNS[entity]:
+        standard = STANDARD[entity][key]
+        column = "person_external_id" if key == "person_id" else key
+        columns.append(Column(column, standard.kind, key, key=key))
+    return RecordSchema(entity, IdField(field_code, name or field_code, field_type), tuple(columns))

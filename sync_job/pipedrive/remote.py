@@ -11,11 +11,13 @@ import polars as pl
 
 from sync_job.config import PipedriveSettings
 from sync_job.console import RunConsole
+from sync_job.mapping import Mapping
 from sync_job.pipedrive import ledger, snapshot
-from sync_job.pipedrive.client import Entity, PipedriveClient
-from sync_job.pipedrive.field_types import IdField
-from sync_job.pipedrive.fields import ENTITY_PLURAL, FieldGone, FieldMissing
-from sync_job.pipedrive.frames import empty_frame
+from sync_job.pipedrive.client import PipedriveClient
+from sync_job.pipedrive.entities import ENTITY_PLURAL, Entity
+from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField
+from sync_job.pipedrive.fields import FieldGone, FieldMissing, resolve_schema
+from sync_job.pipedrive.record_schema import RecordSchema
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class Remote:
     persons: pl.DataFrame
     deals: pl.DataFrame
     fields: dict[Entity, IdField | None]  # None: missing, and a dry run does not create it
+    schemas: dict[Entity, RecordSchema]  # the mapping as the account has it (a missing id field has code "")
     next_snapshot: snapshot.Snapshot | None  # None: nothing to store (no Date header, or fields missing)
     day: str | None  # today in Pipedrive's clock, for the budget ledger
 
@@ -42,7 +45,7 @@ class RemoteReader:
     recreate_fields: bool = False
     dry_run: bool = False
 
-    async def read(self) -> Remote:
+    async def read(self, mapping: Mapping) -> Remote:
         """Persons and deals as a full read would see them: from the snapshot plus what changed, or in full."""
         old = snapshot.load(self.snapshot_path) if self.snapshot_path is not None else None
         # Field keys are remembered per CRM: a snapshot of another base URL says nothing about this one's fields.
@@ -57,6 +60,14 @@ class RemoteReader:
             for entity, name in names.items()
         }
         codes = {entity: None if field is None else field.code for entity, field in fields.items()}
+        schemas = {
+            entity: resolve_schema(
+                mapping.of(entity),
+                await self.client.field_items(entity),
+                field or IdField("", names[entity], NEW_FIELD_TYPE),
+            )
+            for entity, field in fields.items()
+        }
         started = self.client.server_now()  # after the field lists: their Date header gives Pipedrive's clock
         day = self._count_earlier_spending(started.strftime("%Y-%m-%d")) if started is not None else None
         reason = None
@@ -66,6 +77,7 @@ class RemoteReader:
                 base_url=self.client.base_url,
                 field_codes={str(entity): code for entity, code in codes.items()},
                 field_types={str(entity): field.field_type for entity, field in fields.items() if field is not None},
+                signatures={str(entity): schema.signature() for entity, schema in schemas.items()},
                 server_now=started,
                 full_read_every=self.settings.full_read_every,
                 forced=self.full_read,
@@ -73,17 +85,19 @@ class RemoteReader:
         if old is None or reason is not None or started is None:
             if self.snapshot_path is not None:
                 log.info("full read of the CRM: %s", reason or "Pipedrive sent no Date header to date a snapshot by")
-            persons = await self._read("person", fields["person"])
-            deals = await self._read("deal", fields["deal"])
+            persons = await self._read(schemas["person"], fields["person"])
+            deals = await self._read(schemas["deal"], fields["deal"])
             full_read_at = started
         else:
             since = old.meta.watermark
             log.info("incremental read of the CRM: changes since %s (last full read %s)", since, old.meta.full_read_at)
-            changed_persons = await self._read("person", fields["person"], updated_since=since)
-            changed_deals = await self._read("deal", fields["deal"], updated_since=since)
-            deleted_deals = await self._read("deal", fields["deal"], updated_since=since, deleted=True)
-            persons = snapshot.merge("person", old.persons, changed_persons, [])
-            deals = snapshot.merge("deal", old.deals, changed_deals, deleted_deals["id"].to_list())
+            changed_persons = await self._read(schemas["person"], fields["person"], updated_since=since)
+            changed_deals = await self._read(schemas["deal"], fields["deal"], updated_since=since)
+            deleted_deals = await self._read(schemas["deal"], fields["deal"], updated_since=since, deleted=True)
+            persons = snapshot.merge(schemas["person"].remote_columns(), old.persons, changed_persons, [])
+            deals = snapshot.merge(
+                schemas["deal"].remote_columns(), old.deals, changed_deals, deleted_deals["id"].to_list()
+            )
             full_read_at = snapshot.parse_time(old.meta.full_read_at)
         taken = None
         if started is not None and full_read_at is not None and None not in fields.values():
@@ -93,9 +107,10 @@ class RemoteReader:
                 field_types={entity: field.field_type for entity, field in fields.items() if field is not None},
                 watermark=snapshot.next_watermark(started),
                 full_read_at=snapshot.rfc3339(full_read_at),
+                signatures={entity: schema.signature() for entity, schema in schemas.items()},
             )
             taken = snapshot.Snapshot(meta, persons, deals)
-        return Remote(persons, deals, fields, taken, day)
+        return Remote(persons, deals, fields, schemas, taken, day)
 
     def _count_earlier_spending(self, day: str) -> str | None:
         """Tell the budget what this job's earlier runs spent today; the day, when it is to be recorded."""
@@ -131,16 +146,17 @@ class RemoteReader:
             return None
         return await self.client.resolve_id_field(entity, name, create=True)
 
-    async def _read(self, entity: Entity, field: IdField | None, **query: Any) -> pl.DataFrame:
+    async def _read(self, schema: RecordSchema, field: IdField | None, **query: Any) -> pl.DataFrame:
+        entity = schema.entity
         if field is None:
-            return empty_frame(entity)
+            return schema.empty()
         frames = []
         label = f"reading deleted {entity}s" if query.get("deleted") else f"reading {entity}s"
-        async for page in self.client.iter_pages(entity, field.code, field_type=field.field_type, **query):
+        async for page in self.client.iter_pages(schema, **query):
             frames.append(page)
             self.ui.advance(label, page.height)
         total = sum(frame.height for frame in frames)
         self.ui.advance(label, 0, total=total)  # the bar ends full, even for an empty CRM
         if not frames:
-            return empty_frame(entity)
+            return schema.empty()
         return pl.concat(frames, how="vertical", rechunk=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,12 +20,12 @@ import polars as pl
 
 from sync_job import staging
 from sync_job.pipedrive import lookup
-from sync_job.pipedrive.frames import SCHEMAS, Entity, empty_frame
+from sync_job.pipedrive.entities import ENTITIES, Entity
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "pipedrive-snapshot.parquet"
-VERSION = 1  # bump when the columns or the meaning of a field change: an old snapshot then means a full read
+VERSION = 2  # bump when the columns or the meaning of a field change: an old snapshot then means a full read
 _META_KEY = "sync_job_snapshot"
 
 # `update_time` has one-second resolution and a write may become visible to list reads a moment after it is
@@ -48,6 +49,9 @@ class Meta:
     # Set when the CRM refused a write in a way a stale snapshot explains (a record gone that the snapshot holds):
     # the next run then reads in full instead of trusting it.
     stale_because: str = ""
+    # entity -> what its columns mean (RecordSchema.signature): a mapping changed since means a full read, since
+    # the snapshot holds no values for a newly mapped field.
+    signatures: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ def full_read_reason(
     base_url: str,
     field_codes: dict[str, str | None],
     field_types: dict[str, str] | None = None,
+    signatures: dict[str, str] | None = None,
     server_now: datetime,
     full_read_every: timedelta,
     forced: bool,
@@ -99,6 +104,8 @@ def full_read_reason(
         return "the custom-field keys differ from the snapshot's (another account, or a field was re-created)"
     if field_types is not None and meta.field_types != field_types:
         return "the id fields' types differ from the snapshot's (or it predates recording them)"
+    if signatures is not None and meta.signatures != signatures:
+        return "the field mapping differs from the snapshot's (a field was mapped, unmapped or created)"
     if meta.stale_because:
         return meta.stale_because
     age = server_now - parse_time(meta.full_read_at)
@@ -121,22 +128,23 @@ def next_watermark(read_started: datetime) -> str:
     return rfc3339(read_started - OVERLAP)
 
 
-def merge(entity: Entity, base: pl.DataFrame, changed: pl.DataFrame, removed_ids: list[int]) -> pl.DataFrame:
+Columns = Mapping[str, pl.DataType]
+
+
+def merge(schema: Columns, base: pl.DataFrame, changed: pl.DataFrame, removed_ids: list[int]) -> pl.DataFrame:
     """The snapshot frame after an incremental read: changed records replace theirs by id, removed ones go."""
-    schema = SCHEMAS[entity]
     gone = pl.DataFrame({"id": [*removed_ids, *changed["id"].to_list()]}, schema={"id": pl.Int64})
     kept = base.select(list(schema)).join(gone, on="id", how="anti", maintain_order="left")
     return pl.concat([kept, changed.select(list(schema))], how="vertical").sort("id")
 
 
-def record_writes(entity: Entity, base: pl.DataFrame, written: pl.DataFrame) -> pl.DataFrame:
+def record_writes(schema: Columns, base: pl.DataFrame, written: pl.DataFrame) -> pl.DataFrame:
     """The snapshot frame with the run's own successful writes (`id` plus the fields that were sent).
 
     A field a write did not carry (null or absent) keeps the value the snapshot had.
     """
     if written.is_empty():
         return base
-    schema = SCHEMAS[entity]
     new = written.select(
         [pl.col(n).cast(t) if n in written.columns else pl.lit(None, t).alias(n) for n, t in schema.items()]
     ).unique("id", keep="last")
@@ -144,20 +152,14 @@ def record_writes(entity: Entity, base: pl.DataFrame, written: pl.DataFrame) -> 
     merged = new.join(old, on="id", how="left").select(
         "id", *[pl.coalesce(n, f"old_{n}").alias(n) for n in schema if n != "id"]
     )
-    return merge(entity, base, merged, [])
+    return merge(schema, base, merged, [])
 
 
-def record_deletes(entity: Entity, base: pl.DataFrame, deleted_ids: list[int]) -> pl.DataFrame:
+def record_deletes(schema: Columns, base: pl.DataFrame, deleted_ids: list[int]) -> pl.DataFrame:
     """The snapshot frame without the records this run deleted: no incremental read lists a deleted person."""
     if not deleted_ids:
         return base
-    return merge(entity, base, empty_frame(entity), deleted_ids)
-
-
-def written_row(entity: Entity, row: dict[str, Any], record_id: int) -> dict[str, Any]:
-    """What one successful create or update of a plan row leaves in Pipedrive, in the snapshot's columns."""
-    kept = {name: row[name] for name in SCHEMAS[entity] if name in row and name not in ("id", "update_time")}
-    return {"id": int(record_id), **kept}
+    return merge(schema, base, pl.DataFrame(schema=dict(schema)), deleted_ids)
 
 
 # ---- the file ------------------------------------------------------------------------------------------------
@@ -168,19 +170,29 @@ def load(path: Path) -> Snapshot | None:
     if not path.exists():
         return None
     try:
-        meta = _meta_from(pl.read_parquet_metadata(path))
+        raw = pl.read_parquet_metadata(path)
+        meta = _meta_from(raw)
+        columns: dict[str, dict[str, str]] = json.loads(raw[_META_KEY])["columns"]
+        if meta.version != VERSION:
+            log.info(
+                "the snapshot %s has format version %s, not %s: reading the CRM in full", path, meta.version, VERSION
+            )
+            return None
         table = pl.read_parquet(path)
-        persons = table.filter(pl.col("entity") == "person").select(
-            [pl.col(n).cast(t) for n, t in SCHEMAS["person"].items()]
-        )
-        deals = table.filter(pl.col("entity") == "deal").select([pl.col(n).cast(t) for n, t in SCHEMAS["deal"].items()])
+        frames = {
+            entity: table.filter(pl.col("entity") == entity).select(
+                [pl.col(f"{entity}.{n}").cast(_DTYPES[t]).alias(n) for n, t in columns[entity].items()]
+            )
+            for entity in ENTITIES
+        }
     except Exception as exc:  # any damage only means a full read; say what it was
         log.warning("the snapshot %s cannot be read (%s: %s): reading the CRM in full", path, type(exc).__name__, exc)
         return None
-    if meta.version != VERSION:
-        log.info("the snapshot %s has format version %s, not %s: reading the CRM in full", path, meta.version, VERSION)
-        return None
-    return Snapshot(meta, persons, deals)
+    return Snapshot(meta, frames["person"], frames["deal"])
+
+
+# The remote frames' column types (record_schema), by the name the snapshot's metadata gives them.
+_DTYPES: dict[str, pl.DataType] = {"Int64": pl.Int64(), "Float64": pl.Float64(), "String": pl.Utf8()}
 
 
 def _meta_from(raw: dict[str, str]) -> Meta:
@@ -196,27 +208,29 @@ def _meta_from(raw: dict[str, str]) -> Meta:
         version=int(data["version"]),
         field_types={str(k): str(v) for k, v in (data.get("field_types") or {}).items()},
         stale_because=str(data.get("stale_because") or ""),
+        signatures={str(k): str(v) for k, v in (data.get("signatures") or {}).items()},
     )
 
 
 def save(path: Path, snapshot: Snapshot) -> None:
     """Replace the snapshot atomically: readers see the old file or the new one, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {entity: {n: str(t) for n, t in snapshot.frame(entity).schema.items()} for entity in ENTITIES}
     union: dict[str, pl.DataType] = {"entity": pl.Utf8()}
-    for schema in SCHEMAS.values():
-        union.update(schema)
+    for entity in ENTITIES:
+        union.update({f"{entity}.{n}": t for n, t in snapshot.frame(entity).schema.items()})
     table = pl.concat(
         [
-            snapshot.frame(entity).select(
-                [
-                    pl.lit(entity).alias("entity") if n == "entity" else _column(snapshot.frame(entity), n, t)
-                    for n, t in union.items()
-                ]
+            snapshot.frame(entity)
+            .select(pl.all().name.prefix(f"{entity}."))
+            .select(
+                [pl.lit(entity).alias("entity") if n == "entity" else _column(snapshot.frame(entity), n, t, entity)
+                 for n, t in union.items()]
             )
-            for entity in ("person", "deal")
+            for entity in ENTITIES
         ],
         how="vertical",
-    )
+    )  # fmt: skip
     meta = json.dumps(
         {
             "base_url": snapshot.meta.base_url,
@@ -226,6 +240,8 @@ def save(path: Path, snapshot: Snapshot) -> None:
             "version": snapshot.meta.version,
             "field_types": snapshot.meta.field_types,
             "stale_because": snapshot.meta.stale_because,
+            "signatures": snapshot.meta.signatures,
+            "columns": columns,
         }
     )
     with staging.staged([path]) as (tmp,):
@@ -234,12 +250,21 @@ def save(path: Path, snapshot: Snapshot) -> None:
             os.fsync(handle.fileno())
 
 
-def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
-    return pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType, entity: str) -> pl.Expr:
+    own = name.removeprefix(f"{entity}.")
+    return (
+        pl.col(name).cast(dtype)
+        if name.startswith(f"{entity}.") and own in frame.columns
+        else pl.lit(None, dtype).alias(name)
+    )
 
 
 def empty(meta: Meta) -> Snapshot:
-    return Snapshot(meta, empty_frame("person"), empty_frame("deal"))
+    """A snapshot with no records, in the default mapping's columns."""
+    from sync_job.pipedrive.frames import default_schema
+
+    person, deal = (default_schema(e, meta.field_codes.get(e, "")).empty() for e in ENTITIES)
+    return Snapshot(meta, person, deal)
 
 
 def with_frames(snapshot: Snapshot, persons: pl.DataFrame, deals: pl.DataFrame) -> Snapshot:

@@ -7,7 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-Kind = Literal["list", "get", "create", "update", "delete", "search", "fields", "field_create"]
+Kind = Literal[
+    "list", "get", "create", "update", "delete", "search", "fields", "field_create", "option_create", "field_get"
+]
 
 
 @dataclass(slots=True)
