@@ -33,13 +33,15 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sync_job import errors
+from sync_job import errors, mapping
 from sync_job.config import POSTGRES_DSN_ENV
 from sync_job.destinations import postgres_sql as q
 from sync_job.destinations import postgres_table
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.destinations.postgres_errors import classify, describe
 from sync_job.errors import AuthError, ConfigError, DataError, Interrupted, SyncError, Unavailable
+from sync_job.pipedrive import kinds
+from sync_job.pipedrive.kinds import Kind
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,9 @@ class PostgresDestination:
 
     kind = "postgres"
 
-    def __init__(self, dsn: str, table: str, *, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self, dsn: str, table: str, *, chunk_rows: int = CHUNK_ROWS, field_mapping: mapping.Mapping | None = None
+    ) -> None:
         parts = postgres_table.parse_name(table)
         try:
             conninfo_to_dict(dsn)
@@ -74,19 +78,23 @@ class PostgresDestination:
         self._rows = {"staged": 0, "inserted": 0, "updated": 0, "unchanged": 0}
         self._seconds: dict[str, float] = {}
         self._everything_new = False  # the table was empty at plan time: insert straight from staging
+        # A column per field `deals.fields` maps beyond the defaults (which the base columns already hold).
+        self._mapped = mapped_fields(field_mapping)
+        self._cols = q.table_columns({f.column: kind for f, kind in self._mapped})
 
     async def plan(self, combined: pl.DataFrame, customers: pl.DataFrame) -> Plan:
         """Stage the combined rows and compute creates / updates / unchanged in SQL (writes nothing lasting)."""
         del customers  # a table row carries the customer's names already
-        _check_frame(combined)
+        combined = with_mapped_columns(combined, self._mapped)
+        _check_frame(combined, self._cols)
         conn = await self._connect()
         started = time.perf_counter()
         try:
             async with conn.cursor() as cur:
                 await cur.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
-                created = await postgres_table.ensure(cur, self.table)
+                created = await postgres_table.ensure(cur, self.table, self._cols)
                 await cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._ident))
-                await cur.execute(q.create_staging(self._ident))
+                await cur.execute(q.create_staging(self._ident, self._cols))
                 await self._copy_in(cur, combined)
                 self._seconds["stage"] = time.perf_counter() - started
                 await cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(self._ident))
@@ -94,14 +102,16 @@ class PostgresDestination:
                 self._everything_new = bool(empty and empty[0])
                 if self._everything_new:  # first sync: no join, no second copy of the rows
                     creates = combined
-                    updates = pl.DataFrame(schema=q.updates_schema())
+                    updates = pl.DataFrame(schema=q.updates_schema(self._cols))
                 else:
                     await cur.execute(sql.SQL("ANALYZE {}").format(q.STAGING))  # temp tables get no autovacuum
-                    await cur.execute(q.create_changes(self._ident))
+                    await cur.execute(q.create_changes(self._ident, self._cols))
                     await cur.execute(sql.SQL("ANALYZE {}").format(q.CHANGES))
                     new_ids = await _copy_out(cur, q.new_keys(), {q.KEY: pl.Int64()})
                     creates = combined.join(new_ids, on=q.KEY, how="semi", maintain_order="left")
-                    updates = await _copy_out(cur, q.updates_query(self._ident), q.updates_schema())
+                    updates = await _copy_out(
+                        cur, q.updates_query(self._ident, self._cols), q.updates_schema(self._cols)
+                    )
         except psycopg.Error as exc:
             error = self._translate(exc, "planning")
             where = _copy_line(exc)
@@ -129,9 +139,9 @@ class PostgresDestination:
         if self._conn is None:
             raise RuntimeError("apply() needs the connection and staging table of a plan() on the same object")
         conn, rows = self._conn, next(e for e in plan.entities if e.entity == "row")
-        statements = [q.update_rows(self._ident)] if rows.updates.height else []
+        statements = [q.update_rows(self._ident, self._cols)] if rows.updates.height else []
         if rows.creates.height:
-            statements.append(q.insert_rows(self._ident, everything=self._everything_new))
+            statements.append(q.insert_rows(self._ident, everything=self._everything_new, cols=self._cols))
         started = time.perf_counter()
         try:
             counts = None if stop.is_set() else await self._run_cancellable(conn, statements, stop)
@@ -218,8 +228,8 @@ class PostgresDestination:
 
     async def _copy_in(self, cur: psycopg.AsyncCursor[Any], combined: pl.DataFrame) -> None:
         """Stream the frame as CSV chunks; Polars writes null as an empty field and '' as a quoted one."""
-        frame = combined.select(list(q.COLUMNS))
-        async with cur.copy(q.copy_in()) as copy:
+        frame = combined.select(list(self._cols.types))
+        async with cur.copy(q.copy_in(self._cols)) as copy:
             for chunk in frame.iter_slices(self._chunk_rows):
                 # CSV encoding is CPU work: off the event loop so signals are still handled.
                 await copy.write(await asyncio.to_thread(chunk.write_csv, None, include_header=False))
@@ -257,9 +267,39 @@ class PostgresDestination:
         return error
 
 
-def _check_frame(combined: pl.DataFrame) -> None:
+def mapped_fields(field_mapping: mapping.Mapping | None) -> list[tuple[mapping.FieldMap, Kind]]:
+    """The deal fields mapped beyond the defaults, each with the kind its column is typed and converted by."""
+    if field_mapping is None:
+        return []
+    out = []
+    for field in field_mapping.deals.fields:
+        if field.target in mapping.DEFAULT_TARGETS["deal"]:
+            continue
+        if field.column in q.COLUMNS:
+            raise ConfigError(
+                f"deals.fields.{field.target!r}: the table already has a column {field.column!r} "
+                "(from the combined rows): map it to another name for the postgres destination"
+            )
+        kind = field.standard.kind if field.standard else kinds.CUSTOM_KINDS[field.create_type]
+        out.append((field, kind))
+    return out
+
+
+def with_mapped_columns(combined: pl.DataFrame, mapped: list[tuple[mapping.FieldMap, Kind]]) -> pl.DataFrame:
+    """The combined rows with a column per mapped field, converted as its kind says; a value that cannot be is a
+    DataError naming the order, the field and the value (the table is written all or nothing)."""
+    if not mapped:
+        return combined
+    fields = mapping.EntityMapping("deal", "", tuple(field for field, _ in mapped))
+    values, invalid = mapping.desired(fields, {f.column: kind for f, kind in mapped}, combined)
+    if invalid.height:
+        raise DataError(f"{invalid['error'][0]} ({invalid.height} row(s) in all): nothing was written")
+    return pl.concat([combined, values.drop("external_id")], how="horizontal")
+
+
+def _check_frame(combined: pl.DataFrame, cols: q.TableColumns = q.BASE) -> None:
     """Refuse before connecting what the table cannot take: missing columns, bad keys, NUL bytes in text."""
-    missing = [c for c in q.COLUMNS if c not in combined.columns]
+    missing = [c for c in cols.types if c not in combined.columns]
     if missing:
         raise DataError(f"combined frame lacks column(s) {', '.join(missing)}")
     keys = combined.get_column(q.KEY)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import polars as pl
 from psycopg import sql
 
@@ -20,7 +23,6 @@ COLUMNS: dict[str, str] = {
     "amount_cents": "bigint",
     "value": "numeric(18,2)",
 }
-COMPARED = [c for c in COLUMNS if c != KEY]
 STAGING = sql.Identifier("sync_job_staging")  # every desired row, as COPY loaded it
 CHANGES = sql.Identifier("sync_job_changes")  # only the rows to insert (is_new) or update: the plan, in SQL
 
@@ -32,53 +34,92 @@ _READ_SCHEMA: dict[str, pl.DataType] = {
 # Read back as the frame's types whatever an existing table declares (e.g. value as real or numeric).
 _READ_CAST = {"order_id": "bigint", "customer_id": "bigint", "order_date": "date", "payment_count": "bigint",
               "amount_cents": "bigint", "value": "float8"}  # fmt: skip
+# A mapped field's column type by its kind (pipedrive/kinds.py), and how it is read back: dates as their ISO text,
+# money and numbers as float8, whole numbers as bigint, the rest as text.
+KIND_TYPES: dict[str, str] = {"money": "numeric(18,2)", "number": "double precision", "integer": "bigint",
+                              "user": "bigint", "visibility": "bigint", "date": "date"}  # fmt: skip
+_KIND_READ: dict[str, tuple[str, pl.DataType]] = {
+    "numeric(18,2)": ("float8", pl.Float64()), "double precision": ("float8", pl.Float64()),
+    "bigint": ("bigint", pl.Int64()), "date": ("text", pl.Utf8()), "text": ("text", pl.Utf8()),
+}  # fmt: skip
 
 
-def columns() -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+@dataclass(frozen=True, slots=True)
+class TableColumns:
+    """The table's columns: the combined frame's, then one per mapped field (`deals.fields`), typed by its kind."""
+
+    types: dict[str, str]
+    read_schema: dict[str, pl.DataType]
+    read_cast: dict[str, str]
+
+    @property
+    def compared(self) -> list[str]:
+        return [c for c in self.types if c != KEY]
 
 
-def differs(new: str, old: str) -> sql.Composed:
+def table_columns(mapped: Mapping[str, str] | None = None) -> TableColumns:
+    """The base columns plus `mapped` (column name -> kind)."""
+    types, read, cast = dict(COLUMNS), dict(_READ_SCHEMA), dict(_READ_CAST)
+    for name, kind in (mapped or {}).items():
+        sql_type = KIND_TYPES.get(kind, "text")
+        types[name] = sql_type
+        cast[name], read[name] = _KIND_READ[sql_type]
+    return TableColumns(types, read, cast)
+
+
+BASE = table_columns()
+
+
+def columns(cols: TableColumns = BASE) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in cols.types)
+
+
+def differs(new: str, old: str, cols: TableColumns = BASE) -> sql.Composed:
     """Row comparison that treats two NULLs as equal: true when any compared column changed."""
     return sql.SQL("({}) IS DISTINCT FROM ({})").format(
-        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(new), sql.Identifier(c)) for c in COMPARED),
-        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(old), sql.Identifier(c)) for c in COMPARED),
+        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(new), sql.Identifier(c)) for c in cols.compared),
+        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(old), sql.Identifier(c)) for c in cols.compared),
     )
 
 
-def create_table(target: sql.Identifier) -> sql.Composed:
-    defs = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in COLUMNS.items())
+def create_table(target: sql.Identifier, cols: TableColumns = BASE) -> sql.Composed:
+    defs = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in cols.types.items())
     return sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(target, defs, sql.Identifier(KEY))
 
 
-def create_staging(target: sql.Identifier) -> sql.Composed:
+def add_column(target: sql.Identifier, name: str, cols: TableColumns) -> sql.Composed:
+    """A newly mapped field's column on an existing table (NULL for the rows already there until they are updated)."""
+    return sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(target, sql.Identifier(name), sql.SQL(cols.types[name]))
+
+
+def create_staging(target: sql.Identifier, cols: TableColumns = BASE) -> sql.Composed:
     """Staging takes the target's own column types, so the comparison is like with like."""
     return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-        STAGING, columns(), target
+        STAGING, columns(cols), target
     )
 
 
-def copy_in() -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(STAGING, columns())
+def copy_in(cols: TableColumns = BASE) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(STAGING, columns(cols))
 
 
-def create_changes(target: sql.Identifier) -> sql.Composed:
+def create_changes(target: sql.Identifier, cols: TableColumns = BASE) -> sql.Composed:
     """One anti/semi join over staging and target: new keys plus rows whose values differ."""
     return sql.SQL(
         "CREATE TEMP TABLE {c} ON COMMIT DROP AS SELECT s.*, t.{k} IS NULL AS is_new "
         "FROM {s} s LEFT JOIN {t} t ON t.{k} = s.{k} WHERE t.{k} IS NULL OR {differs}"
-    ).format(c=CHANGES, s=STAGING, t=target, k=sql.Identifier(KEY), differs=differs("s", "t"))
+    ).format(c=CHANGES, s=STAGING, t=target, k=sql.Identifier(KEY), differs=differs("s", "t", cols))
 
 
 def new_keys() -> sql.Composed:
     return sql.SQL("SELECT {k} FROM {c} WHERE is_new").format(k=sql.Identifier(KEY), c=CHANGES)
 
 
-def updates_query(target: sql.Identifier) -> sql.Composed:
+def updates_query(target: sql.Identifier, cols: TableColumns = BASE) -> sql.Composed:
     """Planned updates with new values, `old_<column>` values and the changed column names (comma-joined)."""
 
     def read(alias: str, column: str, name: str) -> sql.Composable:
-        cast = sql.SQL("::" + _READ_CAST[column]) if column in _READ_CAST else sql.SQL("")
+        cast = sql.SQL("::" + cols.read_cast[column]) if column in cols.read_cast else sql.SQL("")
         return sql.SQL("{}.{}{} AS {}").format(
             sql.Identifier(alias), sql.Identifier(column), cast, sql.Identifier(name)
         )
@@ -87,7 +128,7 @@ def updates_query(target: sql.Identifier) -> sql.Composed:
         sql.SQL("CASE WHEN c.{col} IS DISTINCT FROM t.{col} THEN {name} END").format(
             col=sql.Identifier(c), name=sql.Literal(c)
         )
-        for c in COMPARED
+        for c in cols.compared
     )
     return sql.SQL(
         "SELECT {key}, c.{k} AS id, {new}, {old}, concat_ws(',', {changed}) AS changed "
@@ -95,33 +136,34 @@ def updates_query(target: sql.Identifier) -> sql.Composed:
     ).format(
         key=read("c", KEY, KEY),
         k=sql.Identifier(KEY),
-        new=sql.SQL(", ").join(read("c", col, col) for col in COMPARED),
-        old=sql.SQL(", ").join(read("t", col, f"old_{col}") for col in COMPARED),
+        new=sql.SQL(", ").join(read("c", col, col) for col in cols.compared),
+        old=sql.SQL(", ").join(read("t", col, f"old_{col}") for col in cols.compared),
         changed=changed,
         c=CHANGES,
         t=target,
     )
 
 
-def updates_schema() -> dict[str, pl.DataType]:
+def updates_schema(cols: TableColumns = BASE) -> dict[str, pl.DataType]:
     schema: dict[str, pl.DataType] = {KEY: pl.Int64(), "id": pl.Int64()}
-    schema.update({c: _READ_SCHEMA[c] for c in COMPARED})
-    schema.update({f"old_{c}": _READ_SCHEMA[c] for c in COMPARED})
+    schema.update({c: cols.read_schema[c] for c in cols.compared})
+    schema.update({f"old_{c}": cols.read_schema[c] for c in cols.compared})
     return {**schema, "changed": pl.Utf8()}
 
 
-def update_rows(target: sql.Identifier) -> sql.Composed:
+def update_rows(target: sql.Identifier, cols: TableColumns = BASE) -> sql.Composed:
     """Rewrite only the planned rows; the IS DISTINCT FROM guard keeps unchanged rows' xmin even so."""
-    sets = sql.SQL(", ").join(sql.SQL("{col} = c.{col}").format(col=sql.Identifier(c)) for c in COMPARED)
+    sets = sql.SQL(", ").join(sql.SQL("{col} = c.{col}").format(col=sql.Identifier(c)) for c in cols.compared)
     return sql.SQL("UPDATE {t} AS t SET {sets} FROM {c} c WHERE t.{k} = c.{k} AND NOT c.is_new AND {differs}").format(
-        t=target, sets=sets, c=CHANGES, k=sql.Identifier(KEY), differs=differs("c", "t")
+        t=target, sets=sets, c=CHANGES, k=sql.Identifier(KEY), differs=differs("c", "t", cols)
     )
 
 
-def insert_rows(target: sql.Identifier, *, everything: bool) -> sql.Composed:
+def insert_rows(target: sql.Identifier, *, everything: bool, cols: TableColumns = BASE) -> sql.Composed:
     """A plain INSERT is safe: the table lock keeps other writers from adding a planned key meanwhile."""
+    names = columns(cols)
     if everything:  # the table was empty at plan time: every staged row is new, no join was needed
-        return sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s}").format(t=target, cols=columns(), s=STAGING)
+        return sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s}").format(t=target, cols=names, s=STAGING)
     return sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {c} WHERE is_new").format(
-        t=target, cols=columns(), c=CHANGES
+        t=target, cols=names, c=CHANGES
     )

@@ -41,8 +41,11 @@ def parse_name(table: str) -> tuple[str, ...]:
     return parts
 
 
-async def ensure(cur: psycopg.AsyncCursor[Any], table: str) -> bool:
-    """Create the table when missing (True); else check it has our columns and a unique order_id."""
+async def ensure(cur: psycopg.AsyncCursor[Any], table: str, cols: q.TableColumns = q.BASE) -> bool:
+    """Create the table when missing (True); else check it has our columns and a unique order_id.
+
+    A mapped field's column that an existing table lacks is added (the field was mapped since the last run).
+    """
     parts = table.split(".")
     ident = sql.Identifier(*parts)
     oid = await _oid(cur, ident)
@@ -66,7 +69,7 @@ async def ensure(cur: psycopg.AsyncCursor[Any], table: str) -> bool:
         oid = None if found is None else int(found[0])
     if oid is None:
         await _refuse_case_twin(cur, table)
-        await cur.execute(q.create_table(ident))
+        await cur.execute(q.create_table(ident, cols))
         return True
     # A column is "unfillable" when an INSERT naming only our columns cannot give it a value: NOT NULL, with no
     # default, identity or generation expression. Every new row would fail, so say so before staging anything.
@@ -79,7 +82,10 @@ async def ensure(cur: psycopg.AsyncCursor[Any], table: str) -> bool:
     missing = [c for c in q.COLUMNS if c not in present]
     if missing:
         raise ConfigError(f"table {table} exists but lacks column(s) {', '.join(missing)}")
-    unfillable = [c for c, must in present.items() if must and c not in q.COLUMNS]
+    for name in cols.types:
+        if name not in present:
+            await cur.execute(q.add_column(ident, name, cols))
+    unfillable = [c for c, must in present.items() if must and c not in cols.types]
     if unfillable:
         raise ConfigError(
             f"table {table} has NOT NULL column(s) {', '.join(unfillable)} without a default, which sync-job does "

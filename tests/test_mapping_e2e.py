@@ -1,0 +1,187 @@
+"""End to end over real HTTP: the declarative field mapping (`persons.fields` / `deals.fields`) against the sandbox."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync_job.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, ConfigError
+from sync_job.sandbox.server import Sandbox
+from tests.e2e import codes, crm_state, field_code, run_in, write_sources, writes
+
+CUSTOMERS = [(1, "Michael", "P."), (2, "Shawn", "M."), (3, "Kathleen", "P.")]
+ORDERS = [
+    (1, 1, "2018-01-01", "returned"),
+    (2, 3, "2018-01-02", "completed"),
+    (3, 2, "2018-01-05", "placed"),
+    (4, 2, "2018-01-07", "completed"),
+]
+PAYMENTS = [(1, 1, "credit_card", 1000), (2, 2, "coupon", 2050), (3, 2, "coupon", 50), (4, 4, "gift_card", 700)]
+STATUS = "CASE WHEN status = 'completed' THEN 'won' WHEN status = 'returned' THEN 'lost' ELSE 'open' END"
+# The issue's example mapping, plus the deal's status and a person's email from an extra customers column.
+FIELDS: dict[str, Any] = {
+    "deals": {
+        "fields": {
+            "expected_close_date": "order_date",
+            "Order status": {"value": "status", "type": "enum"},
+            "Payments": {"value": "payment_count", "type": "double"},
+            "status": STATUS,
+        }
+    },
+    "persons": {"fields": {"emails": "email"}},
+}
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> Path:
+    write_sources(tmp_path, CUSTOMERS, ORDERS, PAYMENTS)
+    add_email_column(tmp_path)
+    return tmp_path
+
+
+def add_email_column(folder: Path) -> None:
+    path = folder / "raw_customers.csv"
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    rows[0].append("email")
+    for row in rows[1:]:
+        row.append(f"customer{row[0]}@example.com")
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def by_order(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    _, deals = crm_state(sandbox, *codes(sandbox))
+    return {key: records[0] for key, records in deals.items()}
+
+
+def options(sandbox: Sandbox, name: str) -> dict[int, str]:
+    field = next(f for f in sandbox.store.fields["deal"].custom_fields() if f.name == name)
+    return {int(o["id"]): str(o["label"]) for o in field.options or []}
+
+
+def test_the_example_mapping_fills_standard_enum_and_double_fields_and_a_rerun_writes_nothing(
+    sources: Path, sandbox: Sandbox
+) -> None:
+    first = run_in(sources, sandbox)
+    assert first.exit_code == EXIT_OK, first.report.failures
+    deals = by_order(sandbox)
+    status_code, payments_code = field_code(sandbox, "deal", "Order status"), field_code(sandbox, "deal", "Payments")
+    labels = options(sandbox, "Order status")
+    assert {o: labels[d["custom_fields"][status_code]] for o, d in deals.items()} == {
+        "1": "returned",
+        "2": "completed",
+        "3": "placed",
+        "4": "completed",
+    }
+    assert {o: d["custom_fields"][payments_code] for o, d in deals.items()} == {"1": 1, "2": 2, "3": 0, "4": 1}
+    assert {o: d["expected_close_date"] for o, d in deals.items()} == {
+        "1": "2018-01-01",
+        "2": "2018-01-02",
+        "3": "2018-01-05",
+        "4": "2018-01-07",
+    }
+    assert {o: d["status"] for o, d in deals.items()} == {"1": "lost", "2": "won", "3": "open", "4": "won"}
+    persons, _ = crm_state(sandbox, *codes(sandbox))
+    assert {c: p[0]["emails"][0]["value"] for c, p in persons.items()} == {
+        str(c): f"customer{c}@example.com" for c, _, _ in CUSTOMERS
+    }
+
+    before = writes(sandbox)
+    again = run_in(sources, sandbox)
+    assert again.exit_code == EXIT_OK
+    assert again.report.counts == {}
+    assert writes(sandbox) == before
+    full = run_in(sources, sandbox, full_read=True)
+    assert full.exit_code == EXIT_OK
+    assert writes(sandbox) == before
+
+
+@pytest.fixture(autouse=True)
+def _mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run of this module uses FIELDS unless a test overrides `tests.e2e.settings_for`'s extra keys."""
+    from tests import e2e
+
+    original = e2e.settings_for
+
+    def with_fields(folder: Path, base_url: str, **extra: Any) -> Any:
+        return original(folder, base_url, **{**FIELDS, **extra})
+
+    monkeypatch.setattr(e2e, "settings_for", with_fields)
+
+
+def test_a_hand_edit_of_a_mapped_standard_field_and_an_enum_field_is_put_back(sources: Path, sandbox: Sandbox) -> None:
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
+    deals = by_order(sandbox)
+    status_code = field_code(sandbox, "deal", "Order status")
+    labels = {label: option for option, label in options(sandbox, "Order status").items()}
+    sandbox.store.patch_record("deal", deals["2"]["id"], {"expected_close_date": "2030-01-01"})
+    sandbox.store.patch_record("deal", deals["3"]["id"], {"custom_fields": {status_code: labels["returned"]}})
+    before = writes(sandbox)
+    outcome = run_in(sources, sandbox)
+    assert outcome.exit_code == EXIT_OK, outcome.report.failures
+    assert outcome.report.counts == {"deal": {"update:ok": 2}}
+    assert writes(sandbox) - before == 2
+    deals = by_order(sandbox)
+    assert deals["2"]["expected_close_date"] == "2018-01-02"
+    assert deals["3"]["custom_fields"][status_code] == labels["placed"]
+
+
+def test_a_new_enum_value_adds_its_option_before_the_rows_that_need_it(sources: Path, sandbox: Sandbox) -> None:
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
+    write_sources(sources, CUSTOMERS, [*ORDERS[:3], (4, 2, "2018-01-07", "shipped")], PAYMENTS)
+    add_email_column(sources)
+    outcome = run_in(sources, sandbox)
+    assert outcome.exit_code == EXIT_OK, outcome.report.failures
+    assert outcome.report.counts == {"deal": {"update:ok": 1}}
+    labels = options(sandbox, "Order status")
+    assert sorted(labels.values()) == ["completed", "placed", "returned", "shipped"]
+    status_code = field_code(sandbox, "deal", "Order status")
+    assert labels[by_order(sandbox)["4"]["custom_fields"][status_code]] == "shipped"
+    assert run_in(sources, sandbox).report.counts == {}
+
+
+def test_a_value_its_field_cannot_hold_fails_its_row_alone_naming_row_field_and_value(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests import e2e
+
+    original = e2e.settings_for
+    fields = {"deals": {"fields": {"expected_close_date": "CASE WHEN order_id = 3 THEN 'soon' ELSE '2020-01-01' END"}}}
+    monkeypatch.setattr(e2e, "settings_for", lambda folder, url, **extra: original(folder, url, **fields))
+    outcome = run_in(sources, sandbox)
+    assert outcome.exit_code == EXIT_PARTIAL
+    assert outcome.report.counts["deal"] == {"create:ok": 3, "create:failed": 1}
+    (failure,) = outcome.report.failures
+    assert failure["error"].startswith("deal 3: expected_close_date (a date YYYY-MM-DD) cannot hold 'soon'")
+    assert set(by_order(sandbox)) == {"1", "2", "4"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"deals": {"fields": {"expected_close_dat": "order_date"}}}, "did you mean 'expected_close_date'"),
+        ({"deals": {"fields": {"add_time": "order_date"}}}, "read-only"),
+        ({"deals": {"fields": {"label_ids": "order_date"}}}, "cannot be mapped"),
+        ({"deals": {"fields": {"title": {"value": "status", "type": "text"}}}}, "'type' is for custom fields"),
+        ({"deals": {"fields": {"Kind": {"value": "status", "type": "address"}}}}, "not one the job can write"),
+        ({"deals": {"fields": {"Kind": "upper(("}}}, "not a valid SQL expression"),
+        ({"deals": {"fields": {"Kind": "nope_column"}}}, "'nope_column'"),
+        ({"persons": {"fields": {"emails": "phone"}}}, "'phone'"),
+    ],
+)
+def test_each_mapping_error_in_the_config_stops_the_run_before_any_write(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], message: str
+) -> None:
+    from tests import e2e
+
+    original = e2e.settings_for
+    monkeypatch.setattr(e2e, "settings_for", lambda folder, url, **extra: original(folder, url, **fields))
+    with pytest.raises(ConfigError, match=message) as caught:
+        run_in(sources, sandbox)
+    assert caught.value.exit_code == EXIT_INPUT
+    assert "\n" not in str(caught.value)
+    assert writes(sandbox) == 0
