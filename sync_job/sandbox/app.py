@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sync_job.sandbox import listing
+from sync_job.sandbox import catalog, listing
 from sync_job.sandbox.envelope import ApiError, bad_request, error_body, ok
 from sync_job.sandbox.faults import Faults
 from sync_job.sandbox.fields import Entity
@@ -66,6 +66,8 @@ def _token(request: web.Request) -> str | None:
 
 def _kind(method: str, route: str) -> str:
     """The token-cost kind of a route ("" = not an API operation)."""
+    if route in ("/api/v2/pipelines", "/api/v2/stages"):
+        return "catalog" if method == "GET" else ""
     if route.endswith("Fields"):
         return {"GET": "fields", "POST": "field_create"}.get(method, "")
     if route.endswith("{code}"):
@@ -222,6 +224,22 @@ async def create_field(request: web.Request) -> web.StreamResponse:
     return _json(ok(listing.create_field(rt.store, _field_entity(request), await _body(request))))
 
 
+async def list_pipelines(request: web.Request) -> web.StreamResponse:
+    return _json(ok(*catalog.list_pipelines(request.query)))
+
+
+async def list_stages(request: web.Request) -> web.StreamResponse:
+    return _json(ok(*catalog.list_stages(request.query)))
+
+
+async def get_pipeline(request: web.Request) -> web.StreamResponse:
+    return _json(ok(catalog.get_pipeline(_record_id(request))))
+
+
+async def get_stage(request: web.Request) -> web.StreamResponse:
+    return _json(ok(catalog.get_stage(_record_id(request))))
+
+
 def make_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[gate], client_max_size=4 * 1024 * 1024)
     app[RUNTIME] = runtime
@@ -238,4 +256,8 @@ def make_app(runtime: Runtime) -> web.Application:
         app.router.add_get(base, list_fields)
         app.router.add_post(base, create_field)
         app.router.add_get(base + "/{code}", get_field)
+    app.router.add_get("/api/v2/pipelines", list_pipelines)
+    app.router.add_get(r"/api/v2/pipelines/{id:\d+}", get_pipeline)
+    app.router.add_get("/api/v2/stages", list_stages)
+    app.router.add_get(r"/api/v2/stages/{id:\d+}", get_stage)
     return app

@@ -7,14 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sync_job.sandbox import validate
+from sync_job.sandbox import catalog, validate
 from sync_job.sandbox.envelope import bad_request, not_found
 from sync_job.sandbox.fields import ENTITIES, SEARCHABLE_TYPES, Entity, FieldRegistry
 from sync_job.sandbox.paging import dt_to_us, us_to_rfc3339
 from sync_job.sandbox.search import SearchDoc, SearchIndex
 from sync_job.sandbox.table import Table
 
-USER_ID = 1  # the sandbox has one user, who owns and creates everything
+USER_ID = catalog.TOKEN_USER_ID  # the default owner, and the creator of every record written through the API
 
 
 class Store:
@@ -139,7 +139,8 @@ class Store:
             if fd is not None and fd.field_type in SEARCHABLE_TYPES:
                 custom.append(str(value["value"] if isinstance(value, dict) else value))
         terms = [("custom_fields", v) for v in custom]
-        base = {"id": record["id"], "type": entity, "visible_to": record["visible_to"], "owner": {"id": USER_ID}}
+        owner = {"id": record["owner_id"]}
+        base = {"id": record["id"], "type": entity, "visible_to": record["visible_to"], "owner": owner}
         if entity == "person":
             terms.append(("name", record["name"]))
             terms += [("email", e["value"]) for e in record["emails"]]
@@ -161,7 +162,7 @@ class Store:
                 "value": int(value) if float(value).is_integer() else value,
                 "currency": record["currency"],
                 "status": record["status"],
-                "stage": {"id": record["stage_id"], "name": "Lead In"},
+                "stage": {"id": record["stage_id"], "name": _stage_name(record["stage_id"])},
                 "person": {"id": person["id"], "name": person["name"]} if person else None,
                 "organization": None,
                 "is_archived": record["is_archived"],
@@ -243,6 +244,11 @@ def _us(value: object, default: int) -> int:
     return dt_to_us(validate.parse_rfc3339("time", value))
 
 
+def _stage_name(stage_id: int) -> str:
+    stage = catalog.STAGE_BY_ID.get(stage_id)
+    return stage.name if stage is not None else f"Stage {stage_id}"  # a hand-seeded record may name any stage
+
+
 def _defaults(entity: Entity, record_id: int, add_us: int, upd_us: int) -> dict[str, Any]:
     times = {"add_time": us_to_rfc3339(add_us), "update_time": us_to_rfc3339(upd_us)}
     if entity == "person":
@@ -253,7 +259,8 @@ def _defaults(entity: Entity, record_id: int, add_us: int, upd_us: int) -> dict[
         }  # fmt: skip
     return {
         "id": record_id, "title": "", "creator_user_id": USER_ID, "owner_id": USER_ID, "value": 0,
-        "currency": "USD", "person_id": None, "org_id": None, "pipeline_id": 1, "stage_id": 1, "status": "open",
+        "currency": "USD", "person_id": None, "org_id": None, "pipeline_id": catalog.DEFAULT_PIPELINE_ID,
+        "stage_id": catalog.first_stage(catalog.DEFAULT_PIPELINE_ID).id, "status": "open",
         **times, "stage_change_time": None, "is_deleted": False, "is_archived": False, "archive_time": None,
         "probability": None, "lost_reason": None, "visible_to": 3, "close_time": None, "won_time": None,
         "lost_time": None, "expected_close_date": None, "label_ids": [], "origin": "API", "origin_id": None,
