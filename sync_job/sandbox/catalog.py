@@ -94,7 +94,8 @@ def placement(pipeline_id: int, stage_id: int, changes: dict[str, Any]) -> tuple
         return stage.pipeline_id, stage.id
     if "pipeline_id" in changes:
         wanted = changes["pipeline_id"]
-        if STAGE_BY_ID[stage_id].pipeline_id == wanted:
+        current = STAGE_BY_ID.get(stage_id)  # a hand-seeded deal may sit in a stage the catalog lacks
+        if current is not None and current.pipeline_id == wanted:
             return wanted, stage_id  # already in that pipeline: the stage stays
         return wanted, first_stage(wanted).id
     return pipeline_id, stage_id

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sync_job.sandbox import catalog, validate
+from sync_job.sandbox import bodies, catalog, deals, validate
 from sync_job.sandbox.envelope import bad_request, not_found
 from sync_job.sandbox.fields import ENTITIES, SEARCHABLE_TYPES, Entity, FieldRegistry
 from sync_job.sandbox.paging import dt_to_us, us_to_rfc3339
@@ -101,9 +101,9 @@ class Store:
     def _validate(self, entity: Entity, body: object, *, create: bool) -> dict[str, Any]:
         registry = self.fields[entity]
         if entity == "person":
-            return validate.person_body(body, registry, create=create)
+            return bodies.person_body(body, registry, create=create)
         persons = self.tables["person"].records
-        return validate.deal_body(
+        return bodies.deal_body(
             body,
             registry,
             create=create,
@@ -120,7 +120,7 @@ class Store:
         if entity == "person":
             _person_names(record, changes)
         else:
-            _deal_status(record, changes, now)
+            deals.apply_rules(record, changes, now)
         record.update(changes)
         record["update_time"] = us_to_rfc3339(now)
 
@@ -279,24 +279,3 @@ def _person_names(record: dict[str, Any], changes: dict[str, Any]) -> None:
         first = changes.get("first_name", record.get("first_name")) or ""
         last = changes.get("last_name", record.get("last_name")) or ""
         changes["name"] = f"{first} {last}".strip()
-
-
-def _deal_status(record: dict[str, Any], changes: dict[str, Any], now: int) -> None:
-    """won/lost/close times follow the status; lost_reason and the times only with the matching status."""
-    status = changes.get("status", record["status"])
-    if changes.get("lost_reason") is not None and status != "lost":
-        raise bad_request("'lost_reason' can only be set when the deal status is lost")
-    if "won_time" in changes and status != "won":
-        raise bad_request("'won_time' can only be set when the deal status is won")
-    if "lost_time" in changes and status != "lost":
-        raise bad_request("'lost_time' can only be set when the deal status is lost")
-    if changes.get("close_time") is not None and status == "open":
-        raise bad_request("'close_time' can only be set when the deal status is won or lost")
-    if "status" in changes and changes["status"] != record["status"]:
-        stamp = us_to_rfc3339(now)
-        if status == "open":
-            record.update(won_time=None, lost_time=None, close_time=None, lost_reason=None)
-        else:
-            record.update(close_time=stamp, **{f"{status}_time": stamp})
-    if "stage_id" in changes and changes["stage_id"] != record["stage_id"]:
-        record["stage_change_time"] = us_to_rfc3339(now)
