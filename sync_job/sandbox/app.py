@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sync_job.sandbox import catalog, listing
+from sync_job.sandbox import catalog, field_options, listing
 from sync_job.sandbox.envelope import ApiError, bad_request, error_body, ok
 from sync_job.sandbox.faults import Faults
 from sync_job.sandbox.fields import Entity
@@ -66,6 +66,8 @@ def _token(request: web.Request) -> str | None:
 
 def _kind(method: str, route: str) -> str:
     """The token-cost kind of a route ("" = not an API operation)."""
+    if route.endswith("/options"):
+        return {"POST": "options_create", "PATCH": "options_update", "DELETE": "options_delete"}.get(method, "")
     if route in ("/api/v2/pipelines", "/api/v2/stages"):
         return "catalog" if method == "GET" else ""
     if route.endswith("Fields"):
@@ -224,6 +226,16 @@ async def create_field(request: web.Request) -> web.StreamResponse:
     return _json(ok(listing.create_field(rt.store, _field_entity(request), await _body(request))))
 
 
+_OPTION_OPERATIONS = {"POST": field_options.add, "PATCH": field_options.relabel, "DELETE": field_options.remove}
+
+
+async def field_options_route(request: web.Request) -> web.StreamResponse:
+    rt, code = request.app[RUNTIME], request.match_info["code"]
+    operation = _OPTION_OPERATIONS[request.method]
+    data = operation(rt.store, _field_entity(request), code, await _body(request))
+    return _json({"success": True, "data": data, "additional_data": None})  # the spec example's envelope
+
+
 async def list_pipelines(request: web.Request) -> web.StreamResponse:
     return _json(ok(*catalog.list_pipelines(request.query)))
 
@@ -256,6 +268,8 @@ def make_app(runtime: Runtime) -> web.Application:
         app.router.add_get(base, list_fields)
         app.router.add_post(base, create_field)
         app.router.add_get(base + "/{code}", get_field)
+        for method in _OPTION_OPERATIONS:
+            app.router.add_route(method, base + "/{code}/options", field_options_route)
     app.router.add_get("/api/v2/pipelines", list_pipelines)
     app.router.add_get(r"/api/v2/pipelines/{id:\d+}", get_pipeline)
     app.router.add_get("/api/v2/stages", list_stages)

@@ -9,7 +9,7 @@ from sync_job.sandbox import search as search_module
 from sync_job.sandbox import validate
 from sync_job.sandbox.envelope import bad_request
 from sync_job.sandbox.fields import Entity
-from sync_job.sandbox.paging import decode_cursor, dt_to_us, encode_cursor, page, parse_limit
+from sync_job.sandbox.paging import decode_cursor, dt_to_us, encode_cursor, page, parse_limit, us_to_rfc3339
 from sync_job.sandbox.store import Store
 from sync_job.sandbox.table import Table
 
@@ -182,6 +182,7 @@ def list_fields(store: Store, entity: Entity, query: Mapping[str, str]) -> tuple
 def create_field(store: Store, entity: Entity, body: object) -> dict[str, Any]:
     name, field_type, labels, description = validate.field_body(body)
     with store.lock:
-        fd = store.fields[entity].add_custom(name, field_type, options=labels, description=description)
+        stamp = us_to_rfc3339(store.tick())
+        fd = store.fields[entity].add_custom(name, field_type, options=labels, description=description, stamp=stamp)
         store.version += 1
         return fd.to_v2()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -10,6 +11,7 @@ from sync_job.sandbox.envelope import bad_request
 from sync_job.sandbox.fields import CREATABLE_TYPES, FieldDef, FieldRegistry
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FIELD_SETTINGS = ("ui_visibility", "important_fields", "required_fields")  # objects the sandbox accepts and ignores
 
 _TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
 
@@ -122,28 +124,90 @@ def custom_fields(registry: FieldRegistry, value: object) -> dict[str, object]:
     return out
 
 
+def option_label(key: str, value: object) -> str:
+    """An option label: 1..255 characters (spec: the options endpoints' label minLength/maxLength)."""
+    expect(isinstance(value, str) and 1 <= len(value) <= 255, key, "a label of 1 to 255 characters", value)
+    return str(value)
+
+
+def unique_labels(labels: list[str], taken: Iterable[str] = ()) -> None:
+    """Labels unique within one field, compared exactly (case and spaces count).
+
+    The spec does not say whether Pipedrive refuses a duplicate label. The job maps labels to option ids and must
+    find exactly one id per label, so the sandbox refuses a duplicate rather than guess which of two ids it meant.
+    """
+    seen = set(taken)
+    for label in labels:
+        if label in seen:
+            raise bad_request(f"Option label {label!r} already exists on this field: labels must be unique per field")
+        seen.add(label)
+
+
+def _option_items(key: str, value: object, allowed: frozenset[str], what: str) -> list[dict[str, Any]]:
+    """A non-empty array of objects holding only `allowed` keys (each key required)."""
+    expect(isinstance(value, list) and len(value) > 0, key, f"a non-empty array of {what}", value)
+    items = cast(list[Any], value)
+    for i, item in enumerate(items):
+        expect(isinstance(item, dict), f"{key}[{i}]", what, item)
+        missing, unknown = allowed - set(item), set(item) - allowed
+        if missing or unknown:
+            raise bad_request(f"Invalid value for '{key}[{i}]': expected {what}, got keys {sorted(item)}")
+    return cast(list[dict[str, Any]], items)
+
+
+def new_option_labels(key: str, value: object) -> list[str]:
+    """[{label}, ...] (field create and POST …/options) -> the labels, each valid, none repeated."""
+    items = _option_items(key, value, frozenset({"label"}), "{label}")
+    labels = [option_label(f"{key}[{i}].label", item["label"]) for i, item in enumerate(items)]
+    unique_labels(labels)
+    return labels
+
+
+def option_ids(key: str, items: list[dict[str, Any]]) -> list[int]:
+    ids: list[int] = []
+    for i, item in enumerate(items):
+        expect(is_int(item["id"]), f"{key}[{i}].id", "an option id (integer)", item["id"])
+        if item["id"] in ids:
+            raise bad_request(f"Invalid value for '{key}[{i}].id': option {item['id']} is listed twice")
+        ids.append(item["id"])
+    return ids
+
+
+def relabels(value: object) -> list[tuple[int, str]]:
+    """PATCH …/options body [{id, label}, ...] -> (id, new label) pairs."""
+    items = _option_items("body", value, frozenset({"id", "label"}), "{id, label}")
+    ids = option_ids("body", items)
+    return [(oid, option_label(f"body[{i}].label", items[i]["label"])) for i, oid in enumerate(ids)]
+
+
+def removals(value: object) -> list[int]:
+    """DELETE …/options body [{id}, ...] -> the option ids."""
+    return option_ids("body", _option_items("body", value, frozenset({"id"}), "{id}"))
+
+
 def field_body(body: object) -> tuple[str, str, list[str] | None, str | None]:
-    """A field create body -> (field_name, field_type, option labels, description)."""
+    """A field create body (spec: addDealField) -> (field_name, field_type, option labels, description)."""
     expect(isinstance(body, dict), "body", "a JSON object", body)
     assert isinstance(body, dict)
-    allowed = {"field_name", "field_type", "options", "description", "ui_visibility", "important_fields"}
     for key in body:
-        if key not in allowed | {"required_fields"}:
+        if key not in ("field_name", "field_type", "options", "description", *_FIELD_SETTINGS):
             raise bad_request(f"Unknown field '{key}' for a field definition")
     name, field_type = body.get("field_name"), body.get("field_type")
-    if not isinstance(name, str) or not name.strip():
-        raise bad_request("'field_name' is required and must be a non-empty string")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise bad_request("'field_name' is required and must be a non-empty string of at most 255 characters")
     if field_type not in CREATABLE_TYPES:
         raise bad_request(f"'field_type' is required and must be one of {sorted(CREATABLE_TYPES)}")
+    for key in _FIELD_SETTINGS:
+        expect(body.get(key) is None or isinstance(body[key], dict), key, "an object", body.get(key))
     labels: list[str] | None = None
     if field_type in ("enum", "set"):
-        options = body.get("options")
-        if not isinstance(options, list) or not options:
+        if "options" not in body:
             raise bad_request(f'\'options\' is required for a {field_type} field: [{{"label": "..."}}]')
-        labels = []
-        for option in options:
-            expect(isinstance(option, dict) and isinstance(option.get("label"), str), "options[]", "{label}", option)
-            labels.append(option["label"])
+        labels = new_option_labels("options", body["options"])
+    elif body.get("options") is not None:
+        # The spec only says options are "required for enum and set"; options sent with another type would be
+        # dropped, and a mapping that sends them has the field type wrong: refuse instead.
+        raise bad_request(f"'options' only apply to enum and set fields, not {field_type}")
     description = body.get("description")
     expect(description is None or isinstance(description, str), "description", "a string", description)
     return name, str(field_type), labels, description
