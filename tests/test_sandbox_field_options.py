@@ -159,6 +159,32 @@ def test_deleting_an_option_takes_it_out_of_set_values(sandbox: Sandbox, client:
     assert client.get(f"/api/v2/persons/{person['id']}").json()["data"]["custom_fields"][code] is None
 
 
+def test_enum_values_are_bare_ids_unless_option_labels_are_asked_for(
+    client: httpx.Client, openapi_validator: OpenApiV2
+) -> None:
+    tier = enum_field(client, "dealFields", ["Low", "High"])
+    tags = enum_field(client, "dealFields", ["x", "y"], field_type="set")
+    (_, high), (x, y) = (
+        [oid for oid, _ in options(client, "dealFields", tier)],
+        [oid for oid, _ in options(client, "dealFields", tags)],
+    )
+    body = {"title": "T", "custom_fields": {tier: high, tags: [x, y]}}
+    deal = client.post("/api/v2/deals", json=body).json()["data"]
+    assert (deal["custom_fields"][tier], deal["custom_fields"][tags]) == (high, [x, y])
+    query = {"include_option_labels": "true"}
+    openapi_validator.validate_request("GET", "/api/v2/deals", query=query)
+    for path in ("/api/v2/deals", f"/api/v2/deals/{deal['id']}"):
+        response = client.get(path, params=query)
+        openapi_validator.validate_response("GET", path, 200, response.json())
+        data = response.json()["data"]
+        values = (data[0] if isinstance(data, list) else data)["custom_fields"]
+        assert values[tier] == {"id": high, "label": "High"}
+        assert values[tags] == [{"id": x, "label": "x"}, {"id": y, "label": "y"}]
+    plain = client.get("/api/v2/deals", params={"include_option_labels": "false"}).json()["data"]
+    assert plain[0]["custom_fields"][tier] == high
+    assert client.get("/api/v2/deals", params={"include_option_labels": "yes"}).status_code == 400
+
+
 def test_options_and_their_next_id_survive_a_restart_from_the_state_file(tmp_path: Path) -> None:
     state = tmp_path / "crm.json"
     with make(state_file=state) as sb, httpx.Client(base_url=sb.url, headers=HEADERS) as c:

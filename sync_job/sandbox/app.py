@@ -178,7 +178,8 @@ async def list_records(request: web.Request) -> web.StreamResponse:
 async def get_record(request: web.Request) -> web.StreamResponse:
     rt, entity = request.app[RUNTIME], _entity(request)
     codes = listing.custom_codes_param(rt.store, entity, request.query)
-    return _json(ok(rt.store.get(entity, _record_id(request), codes)))
+    labels = listing.option_labels_param(rt.store, entity, request.query)
+    return _json(ok(rt.store.get(entity, _record_id(request), codes, labels)))
 
 
 async def create_record(request: web.Request) -> web.StreamResponse:

@@ -41,6 +41,16 @@ def custom_codes_param(store: Store, entity: Entity, query: Mapping[str, str]) -
     return codes
 
 
+def option_labels_param(store: Store, entity: Entity, query: Mapping[str, str]) -> dict[str, dict[int, str]] | None:
+    """include_option_labels=true: enum/set values as {id, label} (spec: a boolean query parameter)."""
+    raw = query.get("include_option_labels")
+    if raw is None or raw == "false":
+        return None
+    if raw != "true":
+        raise bad_request(f"Invalid value for 'include_option_labels': {raw!r} (true or false)")
+    return store.option_labels(entity)
+
+
 def list_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tuple[list[dict[str, Any]], str | None]:
     limit = parse_limit(query.get("limit"))
     sort_by = query.get("sort_by", "id")
@@ -74,6 +84,7 @@ def list_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tupl
         codes = custom_codes_param(store, entity, query)
         if codes is None:
             codes = store.custom_codes(entity)
+        labels = option_labels_param(store, entity, query)
         records, upd = table.records, table.upd_us
 
         def accept_id(record_id: int) -> bool:
@@ -100,7 +111,7 @@ def list_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tupl
         if sort_by != "id":
             accept = lambda k: table_key_ok(table, sort_by, k) and accept_id(k[1])  # noqa: E731
         found, more = page(keys, after=after, descending=direction == "desc", accept=accept, limit=limit, lo=lo, hi=hi)
-        data = [table.render(records[key_of(k)], codes) for k in found]
+        data = [table.render(records[key_of(k)], codes, labels) for k in found]
     next_cursor = None
     if more and found:
         last = found[-1]

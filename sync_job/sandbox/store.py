@@ -12,7 +12,7 @@ from sync_job.sandbox.envelope import bad_request, not_found
 from sync_job.sandbox.fields import ENTITIES, SEARCHABLE_TYPES, Entity, FieldRegistry
 from sync_job.sandbox.paging import dt_to_us, us_to_rfc3339
 from sync_job.sandbox.search import SearchDoc, SearchIndex
-from sync_job.sandbox.table import Table
+from sync_job.sandbox.table import OptionLabels, Table
 
 USER_ID = catalog.TOKEN_USER_ID  # the default owner, and the creator of every record written through the API
 
@@ -40,13 +40,24 @@ class Store:
     def custom_codes(self, entity: Entity) -> list[str]:
         return [f.code for f in self.fields[entity].custom_fields()]
 
-    def get(self, entity: Entity, record_id: int, codes: list[str] | None = None) -> dict[str, Any]:
+    def option_labels(self, entity: Entity) -> dict[str, dict[int, str]]:
+        """Labels of every enum and set field's options, for include_option_labels=true."""
+        with self.lock:
+            return {
+                f.code: {int(o["id"]): str(o["label"]) for o in f.options or []}
+                for f in self.fields[entity].custom_fields()
+                if f.field_type in ("enum", "set")
+            }
+
+    def get(
+        self, entity: Entity, record_id: int, codes: list[str] | None = None, labels: OptionLabels | None = None
+    ) -> dict[str, Any]:
         with self.lock:
             table = self.tables[entity]
             record = table.records.get(record_id)
             if record is None:
                 raise not_found(entity, record_id)
-            return table.render(record, self.custom_codes(entity) if codes is None else codes)
+            return table.render(record, self.custom_codes(entity) if codes is None else codes, labels)
 
     def live(self, entity: Entity) -> list[dict[str, Any]]:
         """Every non-deleted record in id order, v2-shaped."""
