@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sync_job.sandbox import listing
+from sync_job.sandbox import catalog, field_options, listing
 from sync_job.sandbox.envelope import ApiError, bad_request, error_body, ok
 from sync_job.sandbox.faults import Faults
 from sync_job.sandbox.fields import Entity
@@ -66,6 +66,10 @@ def _token(request: web.Request) -> str | None:
 
 def _kind(method: str, route: str) -> str:
     """The token-cost kind of a route ("" = not an API operation)."""
+    if route.endswith("/options"):
+        return {"POST": "options_create", "PATCH": "options_update", "DELETE": "options_delete"}.get(method, "")
+    if route in ("/api/v2/pipelines", "/api/v2/stages"):
+        return "catalog" if method == "GET" else ""
     if route.endswith("Fields"):
         return {"GET": "fields", "POST": "field_create"}.get(method, "")
     if route.endswith("{code}"):
@@ -174,7 +178,8 @@ async def list_records(request: web.Request) -> web.StreamResponse:
 async def get_record(request: web.Request) -> web.StreamResponse:
     rt, entity = request.app[RUNTIME], _entity(request)
     codes = listing.custom_codes_param(rt.store, entity, request.query)
-    return _json(ok(rt.store.get(entity, _record_id(request), codes)))
+    labels = listing.option_labels_param(rt.store, entity, request.query)
+    return _json(ok(rt.store.get(entity, _record_id(request), codes, labels)))
 
 
 async def create_record(request: web.Request) -> web.StreamResponse:
@@ -222,6 +227,32 @@ async def create_field(request: web.Request) -> web.StreamResponse:
     return _json(ok(listing.create_field(rt.store, _field_entity(request), await _body(request))))
 
 
+_OPTION_OPERATIONS = {"POST": field_options.add, "PATCH": field_options.relabel, "DELETE": field_options.remove}
+
+
+async def field_options_route(request: web.Request) -> web.StreamResponse:
+    rt, code = request.app[RUNTIME], request.match_info["code"]
+    operation = _OPTION_OPERATIONS[request.method]
+    data = operation(rt.store, _field_entity(request), code, await _body(request))
+    return _json({"success": True, "data": data, "additional_data": None})  # the spec example's envelope
+
+
+async def list_pipelines(request: web.Request) -> web.StreamResponse:
+    return _json(ok(*catalog.list_pipelines(request.query)))
+
+
+async def list_stages(request: web.Request) -> web.StreamResponse:
+    return _json(ok(*catalog.list_stages(request.query)))
+
+
+async def get_pipeline(request: web.Request) -> web.StreamResponse:
+    return _json(ok(catalog.get_pipeline(_record_id(request))))
+
+
+async def get_stage(request: web.Request) -> web.StreamResponse:
+    return _json(ok(catalog.get_stage(_record_id(request))))
+
+
 def make_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[gate], client_max_size=4 * 1024 * 1024)
     app[RUNTIME] = runtime
@@ -238,4 +269,10 @@ def make_app(runtime: Runtime) -> web.Application:
         app.router.add_get(base, list_fields)
         app.router.add_post(base, create_field)
         app.router.add_get(base + "/{code}", get_field)
+        for method in _OPTION_OPERATIONS:
+            app.router.add_route(method, base + "/{code}/options", field_options_route)
+    app.router.add_get("/api/v2/pipelines", list_pipelines)
+    app.router.add_get(r"/api/v2/pipelines/{id:\d+}", get_pipeline)
+    app.router.add_get("/api/v2/stages", list_stages)
+    app.router.add_get(r"/api/v2/stages/{id:\d+}", get_stage)
     return app

@@ -147,16 +147,20 @@ class FieldRegistry:
         options: list[str] | None = None,
         code: str | None = None,
         description: str | None = None,
+        stamp: str | None = None,
     ) -> FieldDef:
-        """Register a custom field; the caller has validated name and type."""
+        """Register a custom field; the caller has validated name, type and labels. `stamp`: the options' add_time."""
         opts = None
         if field_type in ("enum", "set"):
-            opts = []
-            for label in options or []:
-                opts.append({"id": self._next_option_id, "label": label, "color": None})
-                self._next_option_id += 1
+            opts = [self.new_option(label, stamp) for label in options or []]
         fd = FieldDef(code or new_field_code(), name, field_type, custom=True, description=description, options=opts)
         return self._add(fd)
+
+    def new_option(self, label: str, stamp: str | None) -> dict[str, Any]:
+        """An option with an id never used before in this registry (ids of deleted options are not reused)."""
+        option = {"id": self._next_option_id, "label": label, "color": None, "add_time": stamp, "update_time": stamp}
+        self._next_option_id += 1
+        return option
 
     def remove_custom(self, code: str) -> None:
         """Delete a custom field (as in the UI); its values go with it."""
@@ -169,7 +173,13 @@ class FieldRegistry:
     def to_state(self) -> list[dict[str, Any]]:
         return [f.to_state() for f in self.fields if f.custom]
 
-    def load_state(self, rows: list[dict[str, Any]]) -> None:
+    @property
+    def next_option_id(self) -> int:
+        return self._next_option_id
+
+    def load_state(self, rows: list[dict[str, Any]], next_option_id: int = 1) -> None:
+        """Custom fields from a state file; `next_option_id` keeps deleted options' ids from coming back."""
+        self._next_option_id = max(self._next_option_id, next_option_id)
         for row in rows:
             fd = FieldDef(row["code"], row["name"], row["field_type"], True, row.get("description"), row.get("options"))
             self._add(fd)

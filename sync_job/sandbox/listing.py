@@ -9,7 +9,7 @@ from sync_job.sandbox import search as search_module
 from sync_job.sandbox import validate
 from sync_job.sandbox.envelope import bad_request
 from sync_job.sandbox.fields import Entity
-from sync_job.sandbox.paging import decode_cursor, dt_to_us, encode_cursor, page, parse_limit
+from sync_job.sandbox.paging import decode_cursor, dt_to_us, encode_cursor, page, parse_limit, us_to_rfc3339
 from sync_job.sandbox.store import Store
 from sync_job.sandbox.table import Table
 
@@ -39,6 +39,16 @@ def custom_codes_param(store: Store, entity: Entity, query: Mapping[str, str]) -
         if code not in known:
             raise bad_request(f"Invalid value for 'custom_fields': unknown custom field key '{code}'")
     return codes
+
+
+def option_labels_param(store: Store, entity: Entity, query: Mapping[str, str]) -> dict[str, dict[int, str]] | None:
+    """include_option_labels=true: enum/set values as {id, label} (spec: a boolean query parameter)."""
+    raw = query.get("include_option_labels")
+    if raw is None or raw == "false":
+        return None
+    if raw != "true":
+        raise bad_request(f"Invalid value for 'include_option_labels': {raw!r} (true or false)")
+    return store.option_labels(entity)
 
 
 def list_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tuple[list[dict[str, Any]], str | None]:
@@ -74,6 +84,7 @@ def list_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tupl
         codes = custom_codes_param(store, entity, query)
         if codes is None:
             codes = store.custom_codes(entity)
+        labels = option_labels_param(store, entity, query)
         records, upd = table.records, table.upd_us
 
         def accept_id(record_id: int) -> bool:
@@ -100,7 +111,7 @@ def list_records(store: Store, entity: Entity, query: Mapping[str, str]) -> tupl
         if sort_by != "id":
             accept = lambda k: table_key_ok(table, sort_by, k) and accept_id(k[1])  # noqa: E731
         found, more = page(keys, after=after, descending=direction == "desc", accept=accept, limit=limit, lo=lo, hi=hi)
-        data = [table.render(records[key_of(k)], codes) for k in found]
+        data = [table.render(records[key_of(k)], codes, labels) for k in found]
     next_cursor = None
     if more and found:
         last = found[-1]
@@ -182,6 +193,7 @@ def list_fields(store: Store, entity: Entity, query: Mapping[str, str]) -> tuple
 def create_field(store: Store, entity: Entity, body: object) -> dict[str, Any]:
     name, field_type, labels, description = validate.field_body(body)
     with store.lock:
-        fd = store.fields[entity].add_custom(name, field_type, options=labels, description=description)
+        stamp = us_to_rfc3339(store.tick())
+        fd = store.fields[entity].add_custom(name, field_type, options=labels, description=description, stamp=stamp)
         store.version += 1
         return fd.to_v2()

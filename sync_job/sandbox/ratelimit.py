@@ -8,7 +8,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 # v2 x-token-cost per operation (reference §3, §10.2).
-COSTS = {"list": 10, "get": 1, "create": 5, "update": 5, "delete": 3, "search": 20, "fields": 10, "field_create": 5}
+# "catalog" is the pipelines and stages lists (spec: getPipelines, getStages cost 5); the options kinds are
+# POST, PATCH and DELETE /…Fields/{field_code}/options (spec and reference §3: 5, 5, 3).
+COSTS = {
+    "list": 10, "get": 1, "create": 5, "update": 5, "delete": 3, "search": 20, "fields": 10, "field_create": 5,
+    "catalog": 5, "options_create": 5, "options_update": 5, "options_delete": 3,
+}  # fmt: skip
 
 
 @dataclass

@@ -20,6 +20,7 @@ def snapshot(store: Store) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "fields": {e: store.fields[e].to_state() for e in ENTITIES},
+            "next_option_ids": {e: store.fields[e].next_option_id for e in ENTITIES},
             "records": {
                 e: [{**t.records[i], "custom_fields": dict(t.records[i]["custom_fields"])} for i in t.ids]
                 for e, t in store.tables.items()
@@ -33,7 +34,9 @@ def restore(store: Store, state: dict[str, Any]) -> None:
         raise ConfigError(f"sandbox state file has format {state.get('format')!r}, expected {FORMAT}")
     with store.lock:
         for entity in ENTITIES:
-            store.fields[entity].load_state(state["fields"].get(entity, []))
+            # next_option_ids is newer than format 1: files without it still load (ids then restart after the max)
+            next_ids = state.get("next_option_ids", {})
+            store.fields[entity].load_state(state["fields"].get(entity, []), int(next_ids.get(entity, 1)))
         for entity in ENTITIES:
             for record in state["records"].get(entity, []):
                 store.add_record(entity, record)

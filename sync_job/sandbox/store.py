@@ -7,14 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sync_job.sandbox import validate
+from sync_job.sandbox import bodies, catalog, deals, validate
 from sync_job.sandbox.envelope import bad_request, not_found
 from sync_job.sandbox.fields import ENTITIES, SEARCHABLE_TYPES, Entity, FieldRegistry
 from sync_job.sandbox.paging import dt_to_us, us_to_rfc3339
 from sync_job.sandbox.search import SearchDoc, SearchIndex
-from sync_job.sandbox.table import Table
+from sync_job.sandbox.table import OptionLabels, Table
 
-USER_ID = 1  # the sandbox has one user, who owns and creates everything
+USER_ID = catalog.TOKEN_USER_ID  # the default owner, and the creator of every record written through the API
 
 
 class Store:
@@ -40,13 +40,24 @@ class Store:
     def custom_codes(self, entity: Entity) -> list[str]:
         return [f.code for f in self.fields[entity].custom_fields()]
 
-    def get(self, entity: Entity, record_id: int, codes: list[str] | None = None) -> dict[str, Any]:
+    def option_labels(self, entity: Entity) -> dict[str, dict[int, str]]:
+        """Labels of every enum and set field's options, for include_option_labels=true."""
+        with self.lock:
+            return {
+                f.code: {int(o["id"]): str(o["label"]) for o in f.options or []}
+                for f in self.fields[entity].custom_fields()
+                if f.field_type in ("enum", "set")
+            }
+
+    def get(
+        self, entity: Entity, record_id: int, codes: list[str] | None = None, labels: OptionLabels | None = None
+    ) -> dict[str, Any]:
         with self.lock:
             table = self.tables[entity]
             record = table.records.get(record_id)
             if record is None:
                 raise not_found(entity, record_id)
-            return table.render(record, self.custom_codes(entity) if codes is None else codes)
+            return table.render(record, self.custom_codes(entity) if codes is None else codes, labels)
 
     def live(self, entity: Entity) -> list[dict[str, Any]]:
         """Every non-deleted record in id order, v2-shaped."""
@@ -101,9 +112,9 @@ class Store:
     def _validate(self, entity: Entity, body: object, *, create: bool) -> dict[str, Any]:
         registry = self.fields[entity]
         if entity == "person":
-            return validate.person_body(body, registry, create=create)
+            return bodies.person_body(body, registry, create=create)
         persons = self.tables["person"].records
-        return validate.deal_body(
+        return bodies.deal_body(
             body,
             registry,
             create=create,
@@ -120,7 +131,7 @@ class Store:
         if entity == "person":
             _person_names(record, changes)
         else:
-            _deal_status(record, changes, now)
+            deals.apply_rules(record, changes, now)
         record.update(changes)
         record["update_time"] = us_to_rfc3339(now)
 
@@ -139,7 +150,8 @@ class Store:
             if fd is not None and fd.field_type in SEARCHABLE_TYPES:
                 custom.append(str(value["value"] if isinstance(value, dict) else value))
         terms = [("custom_fields", v) for v in custom]
-        base = {"id": record["id"], "type": entity, "visible_to": record["visible_to"], "owner": {"id": USER_ID}}
+        owner = {"id": record["owner_id"]}
+        base = {"id": record["id"], "type": entity, "visible_to": record["visible_to"], "owner": owner}
         if entity == "person":
             terms.append(("name", record["name"]))
             terms += [("email", e["value"]) for e in record["emails"]]
@@ -161,7 +173,7 @@ class Store:
                 "value": int(value) if float(value).is_integer() else value,
                 "currency": record["currency"],
                 "status": record["status"],
-                "stage": {"id": record["stage_id"], "name": "Lead In"},
+                "stage": {"id": record["stage_id"], "name": _stage_name(record["stage_id"])},
                 "person": {"id": person["id"], "name": person["name"]} if person else None,
                 "organization": None,
                 "is_archived": record["is_archived"],
@@ -243,6 +255,11 @@ def _us(value: object, default: int) -> int:
     return dt_to_us(validate.parse_rfc3339("time", value))
 
 
+def _stage_name(stage_id: int) -> str:
+    stage = catalog.STAGE_BY_ID.get(stage_id)
+    return stage.name if stage is not None else f"Stage {stage_id}"  # a hand-seeded record may name any stage
+
+
 def _defaults(entity: Entity, record_id: int, add_us: int, upd_us: int) -> dict[str, Any]:
     times = {"add_time": us_to_rfc3339(add_us), "update_time": us_to_rfc3339(upd_us)}
     if entity == "person":
@@ -253,7 +270,8 @@ def _defaults(entity: Entity, record_id: int, add_us: int, upd_us: int) -> dict[
         }  # fmt: skip
     return {
         "id": record_id, "title": "", "creator_user_id": USER_ID, "owner_id": USER_ID, "value": 0,
-        "currency": "USD", "person_id": None, "org_id": None, "pipeline_id": 1, "stage_id": 1, "status": "open",
+        "currency": "USD", "person_id": None, "org_id": None, "pipeline_id": catalog.DEFAULT_PIPELINE_ID,
+        "stage_id": catalog.first_stage(catalog.DEFAULT_PIPELINE_ID).id, "status": "open",
         **times, "stage_change_time": None, "is_deleted": False, "is_archived": False, "archive_time": None,
         "probability": None, "lost_reason": None, "visible_to": 3, "close_time": None, "won_time": None,
         "lost_time": None, "expected_close_date": None, "label_ids": [], "origin": "API", "origin_id": None,
@@ -272,24 +290,3 @@ def _person_names(record: dict[str, Any], changes: dict[str, Any]) -> None:
         first = changes.get("first_name", record.get("first_name")) or ""
         last = changes.get("last_name", record.get("last_name")) or ""
         changes["name"] = f"{first} {last}".strip()
-
-
-def _deal_status(record: dict[str, Any], changes: dict[str, Any], now: int) -> None:
-    """won/lost/close times follow the status; lost_reason and the times only with the matching status."""
-    status = changes.get("status", record["status"])
-    if changes.get("lost_reason") is not None and status != "lost":
-        raise bad_request("'lost_reason' can only be set when the deal status is lost")
-    if "won_time" in changes and status != "won":
-        raise bad_request("'won_time' can only be set when the deal status is won")
-    if "lost_time" in changes and status != "lost":
-        raise bad_request("'lost_time' can only be set when the deal status is lost")
-    if changes.get("close_time") is not None and status == "open":
-        raise bad_request("'close_time' can only be set when the deal status is won or lost")
-    if "status" in changes and changes["status"] != record["status"]:
-        stamp = us_to_rfc3339(now)
-        if status == "open":
-            record.update(won_time=None, lost_time=None, close_time=None, lost_reason=None)
-        else:
-            record.update(close_time=stamp, **{f"{status}_time": stamp})
-    if "stage_id" in changes and changes["stage_id"] != record["stage_id"]:
-        record["stage_change_time"] = us_to_rfc3339(now)

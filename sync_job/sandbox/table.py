@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync_job.sandbox.fields import Entity
+
+OptionLabels = Mapping[str, Mapping[int, str]]  # field code -> option id -> label, for enum and set fields
 
 # Fields the v2 spec declares nullable; other fields without a value are left out of the response
 # (the spec types them non-nullable, and clients must tolerate absent keys anyway).
@@ -65,12 +68,24 @@ class Table:
         """Is this update_time index entry the record's current one?"""
         return self.upd_us[key[1]] == key[0]
 
-    def render(self, record: dict[str, Any], custom_codes: list[str]) -> dict[str, Any]:
-        """The v2 shape: nulls only where the spec allows them; every requested custom field present."""
+    def render(
+        self, record: dict[str, Any], custom_codes: list[str], labels: OptionLabels | None = None
+    ) -> dict[str, Any]:
+        """The v2 shape: nulls only where the spec allows them; every requested custom field present.
+
+        Enum and set values are bare option ids, or {id, label} objects when `labels` (include_option_labels) is given.
+        """
         nullable = NULLABLE[self.entity]
         out = {k: v for k, v in record.items() if v is not None or k in nullable}
         values = record["custom_fields"]
-        out["custom_fields"] = {code: values.get(code) for code in custom_codes}
+        custom = {code: values.get(code) for code in custom_codes}
+        for code, names in (labels or {}).items():
+            value = custom.get(code)
+            if isinstance(value, list):
+                custom[code] = [{"id": v, "label": names.get(v)} for v in value]
+            elif value is not None:
+                custom[code] = {"id": value, "label": names.get(value)}
+        out["custom_fields"] = custom
         return out
 
 

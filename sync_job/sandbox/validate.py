@@ -1,20 +1,17 @@
-"""Strict v2 request-body validation (pure): the 400s a real account answers for malformed bodies."""
+"""Strict v2 value checks (pure): dates, contacts, custom-field values, field definitions; the 400s of bad bodies."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sync_job.sandbox.envelope import bad_request
-from sync_job.sandbox.fields import CREATABLE_TYPES, FIELD_CODE, FieldDef, FieldRegistry
+from sync_job.sandbox.fields import CREATABLE_TYPES, FieldDef, FieldRegistry
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-VISIBLE_TO = frozenset({1, 3, 5, 7})
-DEAL_STATUSES = frozenset({"open", "won", "lost"})
-MARKETING = frozenset({"no_consent", "unsubscribed", "subscribed", "archived"})
+_FIELD_SETTINGS = ("ui_visibility", "important_fields", "required_fields")  # objects the sandbox accepts and ignores
 
 _TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
 
@@ -31,13 +28,13 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _expect(ok: bool, key: str, wanted: str, value: object) -> None:
+def expect(ok: bool, key: str, wanted: str, value: object) -> None:
     if not ok:
         raise bad_request(f"Invalid value for '{key}': expected {wanted}, got {_kind(value)} {value!r:.60}")
 
 
-def _check_date(key: str, value: object) -> None:
-    _expect(isinstance(value, str) and bool(_DATE.match(value)), key, "a date YYYY-MM-DD", value)
+def check_date(key: str, value: object) -> None:
+    expect(isinstance(value, str) and bool(_DATE.match(value)), key, "a date YYYY-MM-DD", value)
     try:
         date.fromisoformat(str(value))
     except ValueError:
@@ -46,7 +43,7 @@ def _check_date(key: str, value: object) -> None:
 
 def parse_rfc3339(key: str, value: object) -> datetime:
     """RFC 3339 timestamp (Z or offset); naive means UTC like the API's own values."""
-    _expect(isinstance(value, str), key, "an RFC 3339 date-time string", value)
+    expect(isinstance(value, str), key, "an RFC 3339 date-time string", value)
     text = str(value).strip()
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -57,21 +54,21 @@ def parse_rfc3339(key: str, value: object) -> datetime:
     return parsed
 
 
-def _contacts(key: str, value: object) -> list[dict[str, Any]]:
+def contacts(key: str, value: object) -> list[dict[str, Any]]:
     """emails/phones: objects with a string value; label defaults to work; at most one primary."""
-    _expect(isinstance(value, list), key, "an array of objects", value)
+    expect(isinstance(value, list), key, "an array of objects", value)
     out: list[dict[str, Any]] = []
     for i, entry in enumerate(cast(list[Any], value)):
         item_key = f"{key}[{i}]"
-        _expect(isinstance(entry, dict), item_key, "an object {value, primary, label}", entry)
+        expect(isinstance(entry, dict), item_key, "an object {value, primary, label}", entry)
         unknown = set(entry) - {"value", "primary", "label"}
         if unknown:
             raise bad_request(f"Invalid value for '{item_key}': unknown key(s) {sorted(unknown)}")
-        _expect(isinstance(entry.get("value"), str), f"{item_key}.value", "a string", entry.get("value"))
+        expect(isinstance(entry.get("value"), str), f"{item_key}.value", "a string", entry.get("value"))
         primary = entry.get("primary", False)
-        _expect(isinstance(primary, bool), f"{item_key}.primary", "a boolean", primary)
+        expect(isinstance(primary, bool), f"{item_key}.primary", "a boolean", primary)
         label = entry.get("label", "work")
-        _expect(isinstance(label, str), f"{item_key}.label", "a string", label)
+        expect(isinstance(label, str), f"{item_key}.label", "a string", label)
         out.append({"value": entry["value"], "primary": primary, "label": label})
     primaries = sum(1 for e in out if e["primary"])
     if primaries > 1:
@@ -89,35 +86,35 @@ def custom_value(fd: FieldDef, value: object) -> object:
     wanted = f"({fd.name}, {fd.field_type})"
     t = fd.field_type
     if t in ("varchar", "varchar_auto", "text", "phone"):
-        _expect(isinstance(value, str), key, f"a string {wanted}", value)
+        expect(isinstance(value, str), key, f"a string {wanted}", value)
         if t == "varchar" and len(str(value)) > 255:
             raise bad_request(f"Invalid value for '{key}': varchar holds at most 255 characters")
     elif t == "date":
-        _check_date(key, value)
+        check_date(key, value)
     elif t == "double":
-        _expect(is_number(value), key, f"a number {wanted}", value)
+        expect(is_number(value), key, f"a number {wanted}", value)
     elif t in ("user", "org", "people"):
-        _expect(is_int(value), key, f"an integer id {wanted}", value)
+        expect(is_int(value), key, f"an integer id {wanted}", value)
     elif t == "monetary":
         money = value if isinstance(value, dict) else {}
-        _expect(is_number(money.get("value")), key, f"{{value, currency}} {wanted}", value)
+        expect(is_number(money.get("value")), key, f"{{value, currency}} {wanted}", value)
         currency = money.get("currency")
-        _expect(currency is None or isinstance(currency, str), f"{key}.currency", "a string", currency)
+        expect(currency is None or isinstance(currency, str), f"{key}.currency", "a string", currency)
     elif t in ("enum", "set"):
         ids = {int(o["id"]) for o in fd.options or []}
         items = value if t == "set" else [value]
-        _expect(isinstance(items, list) and len(items) > 0, key, f"a non-empty array of option ids {wanted}", value)
+        expect(isinstance(items, list) and len(items) > 0, key, f"a non-empty array of option ids {wanted}", value)
         for item in cast(list[Any], items):
-            _expect(is_int(item), key, f"option ids (integers) {wanted}", item)
+            expect(is_int(item), key, f"option ids (integers) {wanted}", item)
             if item not in ids:
                 raise bad_request(f"Invalid value for '{key}': option id {item} does not exist")
     else:  # address, daterange, time, timerange: objects with at least a value
-        _expect(isinstance(value, dict) and "value" in value, key, f"an object with 'value' {wanted}", value)
+        expect(isinstance(value, dict) and "value" in value, key, f"an object with 'value' {wanted}", value)
     return value
 
 
 def custom_fields(registry: FieldRegistry, value: object) -> dict[str, object]:
-    _expect(isinstance(value, dict), "custom_fields", "an object keyed by field code", value)
+    expect(isinstance(value, dict), "custom_fields", "an object keyed by field code", value)
     out: dict[str, object] = {}
     for code, raw in cast(dict[str, Any], value).items():
         fd = registry.by_code.get(code)
@@ -127,177 +124,90 @@ def custom_fields(registry: FieldRegistry, value: object) -> dict[str, object]:
     return out
 
 
-def _top_level_keys(body: Mapping[str, Any], allowed: frozenset[str], entity: str) -> None:
-    for key in body:
-        if FIELD_CODE.match(key):
-            raise bad_request(f"Custom field '{key}' sent at the top level: v2 expects it inside custom_fields")
-        if key not in allowed:
-            raise bad_request(f"Unknown field '{key}' for {entity}")
+def option_label(key: str, value: object) -> str:
+    """An option label: 1..255 characters (spec: the options endpoints' label minLength/maxLength)."""
+    expect(isinstance(value, str) and 1 <= len(value) <= 255, key, "a label of 1 to 255 characters", value)
+    return str(value)
 
 
-_PERSON_KEYS = frozenset(
-    [
-        "name",
-        "first_name",
-        "last_name",
-        "owner_id",
-        "org_id",
-        "emails",
-        "phones",
-        "visible_to",
-        "label_ids",
-        "marketing_status",
-        "add_time",
-        "custom_fields",
-        "postal_address",
-        "notes",
-        "im",
-        "birthday",
-        "job_title",
-    ]
-)
-_DEAL_KEYS = frozenset(
-    [
-        "title",
-        "owner_id",
-        "person_id",
-        "org_id",
-        "pipeline_id",
-        "stage_id",
-        "value",
-        "currency",
-        "is_deleted",
-        "is_archived",
-        "archive_time",
-        "status",
-        "probability",
-        "lost_reason",
-        "visible_to",
-        "close_time",
-        "won_time",
-        "lost_time",
-        "expected_close_date",
-        "label_ids",
-        "custom_fields",
-    ]
-)
+def unique_labels(labels: list[str], taken: Iterable[str] = ()) -> None:
+    """Labels unique within one field, compared exactly (case and spaces count).
+
+    The spec does not say whether Pipedrive refuses a duplicate label. The job maps labels to option ids and must
+    find exactly one id per label, so the sandbox refuses a duplicate rather than guess which of two ids it meant.
+    """
+    seen = set(taken)
+    for label in labels:
+        if label in seen:
+            raise bad_request(f"Option label {label!r} already exists on this field: labels must be unique per field")
+        seen.add(label)
 
 
-def _common(key: str, value: object) -> object:
-    """Checks shared by persons and deals; returns the normalised value."""
-    if key in ("owner_id", "pipeline_id", "stage_id"):
-        _expect(is_int(value), key, "an integer", value)
-    elif key in ("org_id", "person_id"):
-        _expect(value is None or is_int(value), key, "an integer or null", value)
-    elif key == "visible_to":
-        _expect(is_int(value) and value in VISIBLE_TO, key, "one of 1, 3, 5, 7 (integer)", value)
-    elif key == "label_ids":
-        _expect(isinstance(value, list) and all(is_int(v) for v in value), key, "an array of integers", value)
-    elif key in ("notes", "birthday", "job_title", "archive_time", "won_time", "lost_time", "title", "name"):
-        _expect(isinstance(value, str), key, "a string", value)
-    elif key in ("first_name", "last_name"):
-        _expect(isinstance(value, str) and value.strip() != "", key, "a non-empty string", value)
-    elif key in ("is_deleted", "is_archived"):
-        _expect(isinstance(value, bool), key, "a boolean (true or false)", value)
-    elif key in ("im",):
-        return _contacts(key, value)
-    elif key in ("postal_address",):
-        _expect(isinstance(value, dict), key, "an object", value)
-    return value
+def _option_items(key: str, value: object, allowed: frozenset[str], what: str) -> list[dict[str, Any]]:
+    """A non-empty array of objects holding only `allowed` keys (each key required)."""
+    expect(isinstance(value, list) and len(value) > 0, key, f"a non-empty array of {what}", value)
+    items = cast(list[Any], value)
+    for i, item in enumerate(items):
+        expect(isinstance(item, dict), f"{key}[{i}]", what, item)
+        missing, unknown = allowed - set(item), set(item) - allowed
+        if missing or unknown:
+            raise bad_request(f"Invalid value for '{key}[{i}]': expected {what}, got keys {sorted(item)}")
+    return cast(list[dict[str, Any]], items)
 
 
-def person_body(body: object, registry: FieldRegistry, *, create: bool) -> dict[str, Any]:
-    """Validated person changes; name/first/last consistency is resolved by the store."""
-    _expect(isinstance(body, dict), "body", "a JSON object", body)
-    assert isinstance(body, dict)
-    _top_level_keys(body, _PERSON_KEYS if create else _PERSON_KEYS - {"add_time"}, "person")
-    changes: dict[str, Any] = {}
-    for key, value in body.items():
-        if key == "custom_fields":
-            changes[key] = custom_fields(registry, value)
-        elif key in ("emails", "phones"):
-            changes[key] = _contacts(key, value)
-        elif key == "marketing_status":
-            _expect(value in MARKETING, key, f"one of {sorted(MARKETING)}", value)
-            changes[key] = value
-        elif key == "add_time":
-            parse_rfc3339(key, value)
-            changes[key] = value
-        else:
-            changes[key] = _common(key, value)
-    if "name" in changes and not str(changes["name"]).strip():
-        raise bad_request("Invalid value for 'name': must not be empty")
-    if create and "name" not in changes and not ("first_name" in changes and "last_name" in changes):
-        raise bad_request("Person needs 'name', or both 'first_name' and 'last_name'")
-    return changes
+def new_option_labels(key: str, value: object) -> list[str]:
+    """[{label}, ...] (field create and POST …/options) -> the labels, each valid, none repeated."""
+    items = _option_items(key, value, frozenset({"label"}), "{label}")
+    labels = [option_label(f"{key}[{i}].label", item["label"]) for i, item in enumerate(items)]
+    unique_labels(labels)
+    return labels
 
 
-def deal_body(
-    body: object, registry: FieldRegistry, *, create: bool, person_exists: Callable[[int], bool]
-) -> dict[str, Any]:
-    """Validated deal changes (status-dependent fields are checked against the resulting status by the store)."""
-    _expect(isinstance(body, dict), "body", "a JSON object", body)
-    assert isinstance(body, dict)
-    _top_level_keys(body, _DEAL_KEYS, "deal")
-    changes: dict[str, Any] = {}
-    for key, value in body.items():
-        if key == "custom_fields":
-            changes[key] = custom_fields(registry, value)
-        elif key == "value":
-            _expect(is_number(value), key, "a number", value)
-            changes[key] = value
-        elif key == "currency":
-            _expect(isinstance(value, str) and bool(_CURRENCY.match(value)), key, "a 3-letter currency code", value)
-            changes[key] = value
-        elif key == "status":
-            _expect(value in DEAL_STATUSES, key, "one of open, won, lost", value)
-            changes[key] = value
-        elif key == "probability":
-            _expect(value is None or is_number(value), key, "a number or null", value)
-            changes[key] = value
-        elif key in ("lost_reason", "close_time"):
-            _expect(value is None or isinstance(value, str), key, "a string or null", value)
-            changes[key] = value
-        elif key == "expected_close_date":
-            if value is not None:
-                _check_date(key, value)
-            changes[key] = value
-        else:
-            changes[key] = _common(key, value)
-    if create and not str(changes.get("title", "")).strip():
-        raise bad_request("Deal needs a non-empty 'title'")
-    if "title" in changes and not str(changes["title"]).strip():
-        raise bad_request("Invalid value for 'title': must not be empty")
-    if create and changes.get("is_deleted") is True:
-        raise bad_request("Cannot create an already-deleted deal")
-    person_id = changes.get("person_id")
-    if person_id is not None and not person_exists(person_id):
-        raise bad_request(f"Invalid value for 'person_id': person {person_id} does not exist")
-    return changes
+def option_ids(key: str, items: list[dict[str, Any]]) -> list[int]:
+    ids: list[int] = []
+    for i, item in enumerate(items):
+        expect(is_int(item["id"]), f"{key}[{i}].id", "an option id (integer)", item["id"])
+        if item["id"] in ids:
+            raise bad_request(f"Invalid value for '{key}[{i}].id': option {item['id']} is listed twice")
+        ids.append(item["id"])
+    return ids
+
+
+def relabels(value: object) -> list[tuple[int, str]]:
+    """PATCH …/options body [{id, label}, ...] -> (id, new label) pairs."""
+    items = _option_items("body", value, frozenset({"id", "label"}), "{id, label}")
+    ids = option_ids("body", items)
+    return [(oid, option_label(f"body[{i}].label", items[i]["label"])) for i, oid in enumerate(ids)]
+
+
+def removals(value: object) -> list[int]:
+    """DELETE …/options body [{id}, ...] -> the option ids."""
+    return option_ids("body", _option_items("body", value, frozenset({"id"}), "{id}"))
 
 
 def field_body(body: object) -> tuple[str, str, list[str] | None, str | None]:
-    """A field create body -> (field_name, field_type, option labels, description)."""
-    _expect(isinstance(body, dict), "body", "a JSON object", body)
+    """A field create body (spec: addDealField) -> (field_name, field_type, option labels, description)."""
+    expect(isinstance(body, dict), "body", "a JSON object", body)
     assert isinstance(body, dict)
-    allowed = {"field_name", "field_type", "options", "description", "ui_visibility", "important_fields"}
     for key in body:
-        if key not in allowed | {"required_fields"}:
+        if key not in ("field_name", "field_type", "options", "description", *_FIELD_SETTINGS):
             raise bad_request(f"Unknown field '{key}' for a field definition")
     name, field_type = body.get("field_name"), body.get("field_type")
-    if not isinstance(name, str) or not name.strip():
-        raise bad_request("'field_name' is required and must be a non-empty string")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise bad_request("'field_name' is required and must be a non-empty string of at most 255 characters")
     if field_type not in CREATABLE_TYPES:
         raise bad_request(f"'field_type' is required and must be one of {sorted(CREATABLE_TYPES)}")
+    for key in _FIELD_SETTINGS:
+        expect(body.get(key) is None or isinstance(body[key], dict), key, "an object", body.get(key))
     labels: list[str] | None = None
     if field_type in ("enum", "set"):
-        options = body.get("options")
-        if not isinstance(options, list) or not options:
+        if "options" not in body:
             raise bad_request(f'\'options\' is required for a {field_type} field: [{{"label": "..."}}]')
-        labels = []
-        for option in options:
-            _expect(isinstance(option, dict) and isinstance(option.get("label"), str), "options[]", "{label}", option)
-            labels.append(option["label"])
+        labels = new_option_labels("options", body["options"])
+    elif body.get("options") is not None:
+        # The spec only says options are "required for enum and set"; options sent with another type would be
+        # dropped, and a mapping that sends them has the field type wrong: refuse instead.
+        raise bad_request(f"'options' only apply to enum and set fields, not {field_type}")
     description = body.get("description")
-    _expect(description is None or isinstance(description, str), "description", "a string", description)
+    expect(description is None or isinstance(description, str), "description", "a string", description)
     return name, str(field_type), labels, description
