@@ -74,11 +74,13 @@ def diff(
     key: str = "external_id",
     compare: Sequence[str] | Mapping[str, Kind] = (),
     entity: str = "record",
+    keep_when_empty: frozenset[str] = frozenset(),
 ) -> EntityPlan:
     """Diff desired rows against remote records on `key`; see EntityPlan for the frames it returns.
 
     Remote keys present twice or more are reported as duplicates and left alone (neither created nor updated).
     Remote records whose key is missing or has no desired row are orphans: counted, never touched.
+    A column in `keep_when_empty` is left as it is where the desired value is empty (the API cannot empty it).
     """
     compare_kinds = dict(compare) if isinstance(compare, Mapping) else {c: _guess_kind(c) for c in compare}
     compare = list(compare_kinds)
@@ -117,7 +119,7 @@ def diff(
         creates = creates.join(dup_keys, on=key, how="anti", maintain_order="left")
         dup_in_source = dup_records.join(desired_df.select(key), on=key, how="semi").height
     n_matched = joined.height - joined["id"].null_count()
-    updates = _updates(joined, key, columns, compare_kinds)
+    updates = _updates(joined, key, columns, compare_kinds, keep_when_empty)
     return EntityPlan(
         entity=entity,
         key=key,
@@ -152,20 +154,29 @@ def _guess_kind(column: str) -> Kind:
     return "money" if column == "value" else "text"
 
 
-def diff_persons(desired: Frame, remote_persons: Frame, compare: Mapping[str, Kind] = PERSON_COMPARE) -> EntityPlan:
+def diff_persons(
+    desired: Frame,
+    remote_persons: Frame,
+    compare: Mapping[str, Kind] = PERSON_COMPARE,
+    keep_when_empty: frozenset[str] = frozenset(),
+) -> EntityPlan:
     """Persons compared on their mapped fields (by default the name)."""
-    return diff(desired, remote_persons, compare=compare, entity="person")
+    return diff(desired, remote_persons, compare=compare, entity="person", keep_when_empty=keep_when_empty)
 
 
 def diff_deals(
-    desired: Frame, remote_deals: Frame, remote_persons: Frame, compare: Mapping[str, Kind] = DEAL_COMPARE
+    desired: Frame,
+    remote_deals: Frame,
+    remote_persons: Frame,
+    compare: Mapping[str, Kind] = DEAL_COMPARE,
+    keep_when_empty: frozenset[str] = frozenset(),
 ) -> EntityPlan:
     """Deals compared on their mapped fields (by default title, value to the cent, currency and the person)."""
     needed = ["id", "external_id", "person_id", *[c for c in compare if c != "person_external_id"]]
     remote = remote_deals.lazy().select(needed)
     if "person_external_id" in compare:
         remote = remote_deals_with_person_keys(remote, remote_persons).lazy()
-    return diff(desired, remote, compare=compare, entity="deal")
+    return diff(desired, remote, compare=compare, entity="deal", keep_when_empty=keep_when_empty)
 
 
 def person_id_map(remote_persons: Frame, created: Frame | None = None) -> pl.DataFrame:
@@ -257,14 +268,19 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
     }
 
 
-def _updates(joined: pl.DataFrame, key: str, columns: list[str], compare: Mapping[str, Kind]) -> pl.DataFrame:
+def _updates(
+    joined: pl.DataFrame, key: str, columns: list[str], compare: Mapping[str, Kind], keep: frozenset[str]
+) -> pl.DataFrame:
     """Rows found remotely whose compared fields differ after normalising; `changed` lists those fields."""
     out = [key, "id", *[c for c in columns if c != key], *[f"old_{c}" for c in compare]]
     if not compare:
         return joined.head(0).select(*out, pl.lit([], dtype=pl.List(pl.Utf8)).alias("changed")).head(0)
     # A cheap raw comparison first: only rows with some raw difference pay for normalisation.
     raw_diff = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"old_{c}")) for c in compare])
-    flags = {f"__changed_{c}": kinds.differs(k, pl.col(c), pl.col(f"old_{c}")) for c, k in compare.items()}
+    flags = {
+        f"__changed_{c}": kinds.differs(k, pl.col(c), pl.col(f"old_{c}")) & (pl.col(c).is_not_null() | (c not in keep))
+        for c, k in compare.items()
+    }
     changed = pl.concat_list([pl.when(pl.col(f)).then(pl.lit(c)) for f, c in zip(flags, compare, strict=True)])
     return (
         joined.lazy()

@@ -185,3 +185,82 @@ def test_each_mapping_error_in_the_config_stops_the_run_before_any_write(
     assert caught.value.exit_code == EXIT_INPUT
     assert "\n" not in str(caught.value)
     assert writes(sandbox) == 0
+
+
+def use_fields(monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any]) -> None:
+    from tests import e2e
+
+    original = e2e.settings_for
+    monkeypatch.setattr(e2e, "settings_for", lambda folder, url, **extra: original(folder, url, **fields, **extra))
+
+
+def test_owner_stage_status_and_lost_reason_are_mappable_and_a_hand_edit_is_put_back(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_fields(
+        monkeypatch,
+        {
+            "deals": {
+                "fields": {
+                    "owner_id": "CASE WHEN customer_id = 2 THEN 2 ELSE 1 END",
+                    "stage_id": "CASE WHEN status = 'completed' THEN 6 ELSE 2 END",  # stage 6 is pipeline 2's
+                    "status": STATUS,
+                    "lost_reason": "CASE WHEN status = 'returned' THEN 'Returned by the customer' END",
+                }
+            }
+        },
+    )
+    first = run_in(sources, sandbox)
+    assert first.exit_code == EXIT_OK, first.report.failures
+    deals = by_order(sandbox)
+    placed = {
+        o: (d["owner_id"], d["stage_id"], d["pipeline_id"], d["status"], d["lost_reason"]) for o, d in deals.items()
+    }
+    assert placed == {
+        "1": (1, 2, 1, "lost", "Returned by the customer"),
+        "2": (1, 6, 2, "won", None),
+        "3": (2, 2, 1, "open", None),
+        "4": (2, 6, 2, "won", None),
+    }
+    assert run_in(sources, sandbox).report.counts == {}
+    sandbox.store.patch_record("deal", deals["3"]["id"], {"stage_id": 3, "owner_id": 1})
+    again = run_in(sources, sandbox)
+    assert again.report.counts == {"deal": {"update:ok": 1}}
+    assert (by_order(sandbox)["3"]["stage_id"], by_order(sandbox)["3"]["owner_id"]) == (2, 2)
+
+
+def test_an_empty_value_leaves_a_standard_field_the_api_cannot_empty_as_it_is(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_fields(
+        monkeypatch,
+        {"deals": {"fields": {"expected_close_date": "CASE WHEN order_id = 1 THEN NULL ELSE order_date END"}}},
+    )
+    assert run_in(sources, sandbox).exit_code == EXIT_OK
+    deal = by_order(sandbox)["1"]
+    assert deal.get("expected_close_date") is None
+    sandbox.store.patch_record("deal", deal["id"], {"expected_close_date": "2031-05-05"})
+    before = writes(sandbox)
+    outcome = run_in(sources, sandbox)
+    assert outcome.exit_code == EXIT_OK
+    assert outcome.report.counts == {}
+    assert writes(sandbox) == before
+    assert by_order(sandbox)["1"]["expected_close_date"] == "2031-05-05"
+
+
+def test_a_dry_run_lists_the_mapped_values_and_the_fields_it_would_create_without_writing(
+    sources: Path, sandbox: Sandbox
+) -> None:
+    dry = run_in(sources, sandbox, dry_run=True)
+    assert dry.exit_code == EXIT_OK
+    assert writes(sandbox) == 0
+    notes = " | ".join(dry.report.plan["notes"])
+    assert "'Order status' (enum) is created with option(s) 'completed', 'placed', 'returned'" in notes
+    assert "'Payments' (double) is created" in notes
+    deal = next(e for e in dry.report.plan["entities"] if e["entity"] == "deal")
+    sample = next(row for row in deal["sample_creates"] if row["external_id"] == "1")
+    assert (sample["expected_close_date"], sample["Order status"], sample["status"]) == (
+        "2018-01-01",
+        "returned",
+        "lost",
+    )

@@ -113,15 +113,20 @@ class PipedriveDestination:
         keys: dict[str, pl.DataFrame] = {
             e: pl.concat([wanted[e].select("external_id"), invalid[e].select("external_id")]) for e in ENTITIES
         }
+        person_schema, deal_schema = schemas["person"], schemas["deal"]
+        persons_diff = diff.diff_persons(
+            wanted["person"], compared["person"], person_schema.compare, person_schema.keep_when_empty
+        )
+        deals_diff = diff.diff_deals(
+            wanted["deal"], compared["deal"], remote.persons, deal_schema.compare, deal_schema.keep_when_empty
+        )
         persons, deals, mode_notes = modes.pipedrive_modes(
-            replace(diff.diff_persons(wanted["person"], compared["person"], schemas["person"].compare),
-                    invalid=invalid["person"]),
-            replace(diff.diff_deals(wanted["deal"], compared["deal"], remote.persons, schemas["deal"].compare),
-                    invalid=invalid["deal"]),
+            replace(persons_diff, invalid=invalid["person"]),
+            replace(deals_diff, invalid=invalid["deal"]),
             keys,
             {"person": remote.persons, "deal": remote.deals},
             self.modes,
-        )  # fmt: skip
+        )
         carrying = {"person": modes.carrying_ids(remote.persons), "deal": modes.carrying_ids(remote.deals)}
         plan = modes.guard(Plan(entities=(persons, deals)), carrying, self.modes, self.allow_deletes)
         persons, deals = plan.entities

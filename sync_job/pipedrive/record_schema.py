@@ -33,6 +33,13 @@ _SCALAR_STANDARD = frozenset(
 )  # fmt: skip
 
 
+# Standard keys the spec's request bodies mark nullable, and kinds whose empty value is itself a value (the empty
+# text; money, where an empty value is 0).
+NULLABLE = frozenset({"probability", "lost_reason"})
+REQUIRED = frozenset({"title", "name"})  # a deal needs a title, a person a name
+_EMPTIABLE = frozenset({"text", "varchar", "money"})
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     """One planned column and where it lives in the account."""
@@ -73,6 +80,13 @@ class RecordSchema:
     @property
     def compare(self) -> dict[str, Kind]:
         return {c.column: c.kind for c in self.columns}
+
+    @property
+    def keep_when_empty(self) -> frozenset[str]:
+        """Standard fields the API cannot empty (not nullable in the spec): an empty source value leaves them be."""
+        return frozenset(
+            c.column for c in self.columns if not c.custom and c.kind not in _EMPTIABLE and c.key not in NULLABLE
+        )
 
     def custom_codes(self) -> list[str]:
         """The custom fields a list read asks for: the id field and every mapped one that exists."""
@@ -125,7 +139,9 @@ class RecordSchema:
         body: dict[str, Any] = {}
         for column in self.columns:
             value = self._value(column, row, person_id)
-            if value is None or value == [] or (column.custom and value == ""):
+            # An empty value is left out, except for a record's required text (a deal's title, a person's name):
+            # Pipedrive then says why the row cannot be created.
+            if value is None or value == [] or (value == "" and column.key not in REQUIRED):
                 continue
             _put(body, column, value)
         body.setdefault("custom_fields", {})[self.id_field.code] = self.id_value(row)
@@ -145,7 +161,7 @@ class RecordSchema:
             if column is None:
                 raise ValueError(f"{self.entity} {row.get('external_id')}: no API field for planned column '{name}'")
             value = self._value(column, row, person_id)
-            _put(body, column, None if column.custom and value == "" else value)
+            _put(body, column, None if value == "" and (column.custom or column.key in NULLABLE) else value)
         return body
 
     def id_value(self, row: Mapping[str, Any]) -> str | int:
