@@ -18,7 +18,8 @@ from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
 from sync_job.console import RunConsole
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
-from sync_job.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, BudgetExhausted, Interrupted, first_line
+from sync_job.errors import BudgetExhausted, Interrupted, first_line
+from sync_job.outcome import Failure, RunFacts, decide
 from sync_job.report import (
     Phases,
     ResultCollector,
@@ -88,17 +89,17 @@ def run(settings: Settings, options: RunOptions) -> RunOutcome:
             # A run that stopped on an error is history too, and the one people most need to hear about.
             if report.ended_at:  # it failed after the run was recorded (showing the summary): do not record twice
                 raise
-            report.status, report.message = "failed", first_line(exc)
-            report.exit_code = getattr(exc, "exit_code", EXIT_INTERNAL)
             try:
-                _finish(report, settings, reporter)
+                _finish(report, RunFacts(error=Failure.of(exc)), settings, reporter)
             except Exception as also:  # e.g. a full disk: the run's own error is the one to report
                 log.warning("could not record the failed run: %s: %s", type(also).__name__, first_line(also))
             raise
 
 
-def _finish(report: RunReport, settings: Settings, reporter: Reporter) -> Path:
-    """Hand the finished run to the reporters and write report.json; returns its path."""
+def _finish(report: RunReport, facts: RunFacts, settings: Settings, reporter: Reporter) -> Path:
+    """Decide the run's outcome from what happened, hand it to the reporters and write report.json; returns its path."""
+    verdict = decide(facts)
+    report.status, report.message, report.exit_code = verdict.status, verdict.message, verdict.exit_code
     report.ended_at = utc_now()
     reporter.write(report, settings)
     path = write_report(report, settings.workdir)
@@ -111,6 +112,7 @@ async def _run(settings: Settings, options: RunOptions, report: RunReport, repor
     phases = Phases()
     # Credentials are checked first: a missing token must fail before minutes of fetching.
     destination = _open_destination(settings, options, ui)
+    facts = RunFacts()  # every way through the block below says what happened; this value is never the verdict
     try:
         async with shutdown.Shutdown(grace_seconds=options.grace_seconds) as stopper:
             with phases.timed("fetch"):
@@ -140,27 +142,26 @@ async def _run(settings: Settings, options: RunOptions, report: RunReport, repor
                         plan = await _unless_stopped(destination.plan(combined, customers), stopper.stop, "reading")
                 except BudgetExhausted as exc:
                     # Not even the reading fits in the budget: nothing was written, the report says why.
-                    report.status, report.message = "budget_exhausted", f"partial: nothing applied: {exc}"
-                    report.exit_code = EXIT_PARTIAL
-                    log.warning("%s", report.message)
+                    facts = RunFacts(budget_before_plan=str(exc))
+                    log.warning("partial: nothing applied: %s", exc)
                 else:
                     report.plan = plan_summary(plan)
                     if options.dry_run:
                         plan_path = await asyncio.to_thread(plans.write, plan, settings.workdir, report.run_id)
                         report.paths["plan"] = str(plan_path)
                         ui.show_plan(report.plan)
-                        report.status, report.exit_code = "dry_run", EXIT_OK
+                        facts = RunFacts(dry_run=True)
                     else:
-                        await _apply(destination, plan, report, settings, phases, ui, stopper)
+                        facts = await _apply(destination, plan, report, settings, phases, ui, stopper)
     except Interrupted as exc:
         # A signal before any write: nothing to drain, the report says the run did nothing.
-        report.status, report.message, report.exit_code = "interrupted", str(exc), EXIT_PARTIAL
+        facts = RunFacts(interrupted=str(exc))
         log.warning("%s", exc)
     finally:
         report.api = destination.usage()
         await destination.aclose()
         report.durations = phases.durations
-    path = _finish(report, settings, reporter)
+    path = _finish(report, facts, settings, reporter)
     ui.show_summary(report)
     return RunOutcome(report.exit_code, report, path)
 
@@ -189,7 +190,8 @@ async def _apply(
     phases: Phases,
     ui: RunConsole,
     stopper: shutdown.Shutdown,
-) -> None:
+) -> RunFacts:
+    """Apply the plan, write the per-record results, and say what happened."""
     collector = ResultCollector(settings.workdir / "state")
     total = plan.writes
 
@@ -213,7 +215,7 @@ async def _apply(
                 },
             )
 
-    budget_message = ""
+    budget_message: str | None = None
     with phases.timed("apply"):
         try:
             await destination.apply(plan, on_result, stopper.stop)
@@ -221,26 +223,18 @@ async def _apply(
             budget_message = str(exc)
     results_path = collector.write(settings.workdir / "results", report.run_id, report)
     report.paths["results"] = str(results_path)
-    duplicates = sum(e.duplicates.height for e in plan.entities)
-    if stopper.stop.is_set():
-        report.status, report.message = "interrupted", "interrupted: stopped taking new work on a signal"
-    elif budget_message:
-        report.status, report.message = "budget_exhausted", f"partial: {budget_message}"
-    elif collector.failed:
-        report.status, report.message = "partial", f"partial: {collector.failed} record(s) failed"
-    elif plan.held_line:
-        report.status, report.message = "partial", f"partial: {plan.held_line}"
-    elif duplicates:
-        report.status = "partial"
-        report.message = f"partial: {duplicates} external id(s) exist more than once in the destination: left alone"
-    else:
-        report.status = "ok"
-    report.exit_code = EXIT_OK if report.status == "ok" else EXIT_PARTIAL
     for entity in plan.entities:
         if entity.skipped:
             log.info("%d %s(s) not in the destination were skipped (mode update)", entity.skipped, entity.entity)
     if plan.held_line:  # whatever else happened, the held deletes need a human's yes: say so on its own line
         log.warning("%s", plan.held_line)
+    return RunFacts(
+        stopped=stopper.stop.is_set(),
+        budget_while_applying=budget_message,
+        failed_records=collector.failed,
+        held_line=plan.held_line,
+        duplicates=sum(e.duplicates.height for e in plan.entities),
+    )
 
 
 def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -> Destination:
