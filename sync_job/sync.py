@@ -10,16 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
-
 from sync_job import __version__, fetch, lock, plans, shutdown, workdir
 from sync_job import combined as combined_module
 from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
-from sync_job.console import RunConsole
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
 from sync_job.errors import BudgetExhausted, Interrupted, first_line
+from sync_job.options import RunOptions as RunOptions  # re-exported: callers build sync.RunOptions
 from sync_job.outcome import Failure, RunFacts, decide
+from sync_job.progress import Progress
 from sync_job.report import (
     Phases,
     ResultCollector,
@@ -33,22 +32,6 @@ from sync_job.reporters import Reporter, StandardReporter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    dry_run: bool = False
-    max_tokens: int | None = None
-    rich_output: bool = False
-    # The demo and tests point a run at an in-process sandbox; production leaves these unset.
-    token: str | None = None
-    base_url: str | None = None
-    transport: httpx.AsyncBaseTransport | None = None
-    grace_seconds: float = 20.0
-    full_read: bool = False  # read the whole CRM even when the snapshot allows an incremental read
-    recreate_fields: bool = False  # accept that an id custom field deleted in the CRM is created again
-    allow_deletes: bool = False  # mirror mode: delete even beyond max_delete_fraction (the user checked the source)
-    reporter: Reporter | None = None  # None: the standard set (HTML report, pruning, alert, metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +91,7 @@ def _finish(report: RunReport, facts: RunFacts, settings: Settings, reporter: Re
 
 
 async def _run(settings: Settings, options: RunOptions, report: RunReport, reporter: Reporter) -> RunOutcome:
-    ui = RunConsole(options.rich_output)
+    ui = options.progress
     phases = Phases()
     # Credentials are checked first: a missing token must fail before minutes of fetching.
     destination = _open_destination(settings, options, ui)
@@ -188,7 +171,7 @@ async def _apply(
     report: RunReport,
     settings: Settings,
     phases: Phases,
-    ui: RunConsole,
+    ui: Progress,
     stopper: shutdown.Shutdown,
 ) -> RunFacts:
     """Apply the plan, write the per-record results, and say what happened."""
@@ -237,7 +220,7 @@ async def _apply(
     )
 
 
-def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -> Destination:
+def _open_destination(settings: Settings, options: RunOptions, ui: Progress) -> Destination:
     if settings.destination.kind == "postgres":
         from sync_job.destinations.postgres import PostgresDestination
 

@@ -10,12 +10,12 @@ from typing import Any
 import polars as pl
 
 from sync_job.config import PipedriveSettings
-from sync_job.console import RunConsole
 from sync_job.pipedrive import ledger, snapshot
 from sync_job.pipedrive.client import Entity, PipedriveClient
 from sync_job.pipedrive.field_types import IdField
 from sync_job.pipedrive.fields import ENTITY_PLURAL, FieldGone, FieldMissing
 from sync_job.pipedrive.frames import empty_frame
+from sync_job.progress import NULL_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Remote:
 class RemoteReader:
     client: PipedriveClient
     settings: PipedriveSettings
-    ui: RunConsole
+    ui: Progress = NULL_PROGRESS
     snapshot_path: Path | None = None  # None: no local state, every run reads the whole CRM
     ledger_path: Path | None = None  # None: the budget share counts this run's spending only
     full_read: bool = False
