@@ -12,7 +12,8 @@ from typing import TypeVar
 
 from sync_job import __version__, fetch, lock, plans, shutdown, workdir
 from sync_job import combined as combined_module
-from sync_job.config import Settings, api_token, fingerprint, postgres_dsn
+from sync_job.config import Settings, fingerprint
+from sync_job.destinations import registry
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
 from sync_job.errors import BudgetExhausted, Interrupted, first_line
@@ -221,33 +222,5 @@ async def _apply(
 
 
 def _open_destination(settings: Settings, options: RunOptions, ui: Progress) -> Destination:
-    if settings.destination.kind == "postgres":
-        from sync_job.destinations.postgres import PostgresDestination
-
-        return PostgresDestination(postgres_dsn(), settings.destination.table)
-    from sync_job.destinations.pipedrive import PipedriveDestination
-    from sync_job.pipedrive.client import PipedriveClient, make_http_client
-
-    token = options.token or api_token()
-    pd = settings.pipedrive
-    http = make_http_client(
-        options.base_url or settings.base_url, pd.concurrency, pd.timeout_seconds, transport=options.transport
-    )
-    client = PipedriveClient(
-        http, token, concurrency=pd.concurrency, max_attempts=pd.max_attempts, max_tokens=options.max_tokens
-    )
-    from sync_job.pipedrive import ledger, snapshot
-
-    return PipedriveDestination(
-        client,
-        pd,
-        dry_run=options.dry_run,
-        ui=ui,
-        grace_seconds=options.grace_seconds,
-        snapshot_path=snapshot.path_in(settings.workdir),
-        ledger_path=ledger.path_in(settings.workdir),
-        full_read=options.full_read,
-        recreate_fields=options.recreate_fields,
-        entity_modes={"person": settings.persons, "deal": settings.deals},
-        allow_deletes=options.allow_deletes,
-    )
+    """The destination the config's `destination.kind` registered, opened with its own settings."""
+    return registry.open_destination(settings, options, ui)
