@@ -236,6 +236,7 @@ def run(
     def body() -> int:
         from sync_job import config as config_module
         from sync_job import sync
+        from sync_job.console import RunConsole
 
         if every is not None:  # `--every ""` is a mistake to report, not "run once"
             from sync_job import schedule
@@ -245,7 +246,7 @@ def run(
         options = sync.RunOptions(
             dry_run=dry_run,
             max_tokens=max_tokens,
-            rich_output=rich_output,
+            progress=RunConsole(rich_output),
             full_read=full_read,
             recreate_fields=recreate_fields,
             allow_deletes=allow_deletes,

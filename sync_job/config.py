@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from sync_job.destinations import registry
+from sync_job.destinations.registry import DestinationSettings
 from sync_job.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,19 +104,6 @@ class FetchSettings(_Strict):
     deadline_seconds: Annotated[float, Field(gt=0)] = 1800.0  # one source's whole fetch, all attempts included
 
 
-class DestinationSettings(_Strict):
-    kind: Literal["pipedrive", "postgres"] = "pipedrive"
-    table: str = "orders"
-
-    @field_validator("table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        parts = value.split(".")
-        if not all(p.replace("_", "a").isalnum() and not p[:1].isdigit() for p in parts) or len(parts) > 2:
-            raise ValueError("must be a plain SQL identifier like 'orders' or 'crm.orders'")
-        return value
-
-
 Mode = Literal["upsert", "update", "mirror"]
 DEFAULT_MAX_DELETE_FRACTION = 0.1
 
@@ -176,7 +165,8 @@ class Settings(_Strict):
     workdir: Path = Path(".sync-job")
     value: str = DEFAULT_VALUE_EXPRESSION
     pipedrive: PipedriveSettings = PipedriveSettings()
-    destination: DestinationSettings = DestinationSettings()
+    # Validated by the model its `kind` registered (destinations/registry.py); dumped with that model's keys.
+    destination: SerializeAsAny[DestinationSettings] = Field(default_factory=dict, validate_default=True)
     s3: S3Settings = S3Settings()
     fetch: FetchSettings = FetchSettings()
     history: HistorySettings = HistorySettings()
@@ -185,22 +175,22 @@ class Settings(_Strict):
     persons: EntitySettings = EntitySettings()
     deals: EntitySettings = EntitySettings()
 
+    @field_validator("destination", mode="before")
+    @classmethod
+    def _registered_kind(cls, value: object) -> object:
+        return registry.settings_from(value)
+
     @model_validator(mode="after")
     def _modes_the_destination_honours(self) -> Settings:
-        # The PostgreSQL table is rewritten in one transaction from the whole source (upsert by order id); a
-        # per-row update-only or delete mode has no meaning there yet: refuse it rather than ignore it.
-        if self.destination.kind == "postgres":
-            if self.persons.fields:
+        # A mode the destination does not implement is refused rather than ignored (postgres: upsert only).
+        honoured = registry.lookup(self.destination.kind).modes
+        for name in ("persons", "deals"):
+            mode = getattr(self, name).mode
+            if mode not in honoured:
+                only = " or ".join(f"'{m}'" for m in honoured)
                 raise ValueError(
-                    "persons.fields is not supported by the postgres destination (one row per order): map customer "
-                    "columns under deals.fields"
+                    f"{name}.mode '{mode}' is not supported by the {self.destination.kind} destination (only {only})"
                 )
-            for name in ("persons", "deals"):
-                mode = getattr(self, name).mode
-                if mode != "upsert":
-                    raise ValueError(
-                        f"{name}.mode '{mode}' is not supported by the postgres destination (only 'upsert')"
-                    )
         return self
 
     @property
@@ -353,7 +343,7 @@ def parse(raw: dict[str, Any], origin: Path) -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_describe(exc)}") from None
+        raise ConfigError(f"{origin}: {_describe(exc, raw)}") from None
     from sync_job.transform import value_expression  # polars loads only once the file itself is valid
 
     try:
@@ -400,13 +390,13 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(update={"sources": sources, "workdir": workdir})
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
     """The first validation problem as one line, with the closest valid key for an unknown one."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        valid = _valid_keys(loc[:-1])
+        valid = _valid_keys(loc[:-1], raw)
         close = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(sorted(valid))})"
         return f"unknown key '{dotted}'{hint}"
@@ -426,9 +416,12 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def _valid_keys(parent: list[str]) -> list[str]:
+def _valid_keys(parent: list[str], raw: dict[str, Any]) -> list[str]:
     model: type[BaseModel] = Settings
     for part in parent:
+        if model is Settings and part == "destination":  # its keys are those of the model its kind registered
+            model = registry.settings_model(raw.get("destination"))
+            continue
         annotation = model.model_fields[part].annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []

@@ -18,7 +18,7 @@ log = logging.getLogger("sync_job.run")
 
 
 class RunConsole:
-    """One object the sync engine talks to; it decides between rich output and JSON events."""
+    """The CLI's `progress.Progress`: rich bars and tables on a terminal, JSON events otherwise."""
 
     def __init__(self, rich_output: bool) -> None:
         self.rich = rich_output

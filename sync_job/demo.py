@@ -24,13 +24,14 @@ def demo_config_path() -> Path:
 
 
 def run_demo(workdir: Path, *, rich_output: bool) -> int:
+    from sync_job.console import RunConsole
     from sync_job.sandbox.server import Sandbox, SandboxOptions
 
     settings = config.load(demo_config_path())
     settings = settings.model_copy(update={"workdir": workdir.resolve()})
     token = secrets.token_hex(20)  # a throwaway token for the throwaway sandbox
     with Sandbox(SandboxOptions(token=token, burst=DEMO_BURST)) as sandbox:
-        options = sync.RunOptions(rich_output=rich_output, token=token, base_url=sandbox.url)
+        options = sync.RunOptions(progress=RunConsole(rich_output), token=token, base_url=sandbox.url)
         log.info("demo: Pipedrive sandbox listening on %s", sandbox.url)
         first = sync.run(settings, options)
         log.info("demo: second run with unchanged sources: expect no write request")

@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
-
 from sync_job import __version__, fetch, lock, plans, shutdown, workdir
 from sync_job import combined as combined_module
-from sync_job.config import Settings, api_token, fingerprint, mapping_of, postgres_dsn
-from sync_job.console import RunConsole
+from sync_job.config import Settings, fingerprint, mapping_of
+from sync_job.destinations import registry
 from sync_job.destinations.base import Destination, Plan, RecordResult
 from sync_job.diff import plan_summary
-from sync_job.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, BudgetExhausted, Interrupted, first_line
+from sync_job.errors import BudgetExhausted, Interrupted, first_line
+from sync_job.options import RunOptions as RunOptions  # re-exported: callers build sync.RunOptions
+from sync_job.outcome import Failure, RunFacts, decide
+from sync_job.progress import Progress
 from sync_job.report import (
     Phases,
     ResultCollector,
@@ -32,22 +33,6 @@ from sync_job.reporters import Reporter, StandardReporter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    dry_run: bool = False
-    max_tokens: int | None = None
-    rich_output: bool = False
-    # The demo and tests point a run at an in-process sandbox; production leaves these unset.
-    token: str | None = None
-    base_url: str | None = None
-    transport: httpx.AsyncBaseTransport | None = None
-    grace_seconds: float = 20.0
-    full_read: bool = False  # read the whole CRM even when the snapshot allows an incremental read
-    recreate_fields: bool = False  # accept that an id custom field deleted in the CRM is created again
-    allow_deletes: bool = False  # mirror mode: delete even beyond max_delete_fraction (the user checked the source)
-    reporter: Reporter | None = None  # None: the standard set (HTML report, pruning, alert, metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +76,17 @@ def run(settings: Settings, options: RunOptions) -> RunOutcome:
             # A run that stopped on an error is history too, and the one people most need to hear about.
             if report.ended_at:  # it failed after the run was recorded (showing the summary): do not record twice
                 raise
-            report.status, report.message = "failed", first_line(exc)
-            report.exit_code = getattr(exc, "exit_code", EXIT_INTERNAL)
             try:
-                _finish(report, settings, reporter)
+                _finish(report, RunFacts(error=Failure.of(exc)), settings, reporter)
             except Exception as also:  # e.g. a full disk: the run's own error is the one to report
                 log.warning("could not record the failed run: %s: %s", type(also).__name__, first_line(also))
             raise
 
 
-def _finish(report: RunReport, settings: Settings, reporter: Reporter) -> Path:
-    """Hand the finished run to the reporters and write report.json; returns its path."""
+def _finish(report: RunReport, facts: RunFacts, settings: Settings, reporter: Reporter) -> Path:
+    """Decide the run's outcome from what happened, hand it to the reporters and write report.json; returns its path."""
+    verdict = decide(facts)
+    report.status, report.message, report.exit_code = verdict.status, verdict.message, verdict.exit_code
     report.ended_at = utc_now()
     reporter.write(report, settings)
     path = write_report(report, settings.workdir)
@@ -110,10 +95,11 @@ def _finish(report: RunReport, settings: Settings, reporter: Reporter) -> Path:
 
 
 async def _run(settings: Settings, options: RunOptions, report: RunReport, reporter: Reporter) -> RunOutcome:
-    ui = RunConsole(options.rich_output)
+    ui = options.progress
     phases = Phases()
     # Credentials are checked first: a missing token must fail before minutes of fetching.
     destination = _open_destination(settings, options, ui)
+    facts = RunFacts()  # every way through the block below says what happened; this value is never the verdict
     try:
         async with shutdown.Shutdown(grace_seconds=options.grace_seconds) as stopper:
             with phases.timed("fetch"):
@@ -147,27 +133,26 @@ async def _run(settings: Settings, options: RunOptions, report: RunReport, repor
                         plan = await _unless_stopped(destination.plan(combined, customers), stopper.stop, "reading")
                 except BudgetExhausted as exc:
                     # Not even the reading fits in the budget: nothing was written, the report says why.
-                    report.status, report.message = "budget_exhausted", f"partial: nothing applied: {exc}"
-                    report.exit_code = EXIT_PARTIAL
-                    log.warning("%s", report.message)
+                    facts = RunFacts(budget_before_plan=str(exc))
+                    log.warning("partial: nothing applied: %s", exc)
                 else:
                     report.plan = plan_summary(plan)
                     if options.dry_run:
                         plan_path = await asyncio.to_thread(plans.write, plan, settings.workdir, report.run_id)
                         report.paths["plan"] = str(plan_path)
                         ui.show_plan(report.plan)
-                        report.status, report.exit_code = "dry_run", EXIT_OK
+                        facts = RunFacts(dry_run=True)
                     else:
-                        await _apply(destination, plan, report, settings, phases, ui, stopper)
+                        facts = await _apply(destination, plan, report, settings, phases, ui, stopper)
     except Interrupted as exc:
         # A signal before any write: nothing to drain, the report says the run did nothing.
-        report.status, report.message, report.exit_code = "interrupted", str(exc), EXIT_PARTIAL
+        facts = RunFacts(interrupted=str(exc))
         log.warning("%s", exc)
     finally:
         report.api = destination.usage()
         await destination.aclose()
         report.durations = phases.durations
-    path = _finish(report, settings, reporter)
+    path = _finish(report, facts, settings, reporter)
     ui.show_summary(report)
     return RunOutcome(report.exit_code, report, path)
 
@@ -194,9 +179,10 @@ async def _apply(
     report: RunReport,
     settings: Settings,
     phases: Phases,
-    ui: RunConsole,
+    ui: Progress,
     stopper: shutdown.Shutdown,
-) -> None:
+) -> RunFacts:
+    """Apply the plan, write the per-record results, and say what happened."""
     collector = ResultCollector(settings.workdir / "state")
     total = plan.writes
 
@@ -220,7 +206,7 @@ async def _apply(
                 },
             )
 
-    budget_message = ""
+    budget_message: str | None = None
     with phases.timed("apply"):
         try:
             await destination.apply(plan, on_result, stopper.stop)
@@ -228,57 +214,20 @@ async def _apply(
             budget_message = str(exc)
     results_path = collector.write(settings.workdir / "results", report.run_id, report)
     report.paths["results"] = str(results_path)
-    duplicates = sum(e.duplicates.height for e in plan.entities)
-    if stopper.stop.is_set():
-        report.status, report.message = "interrupted", "interrupted: stopped taking new work on a signal"
-    elif budget_message:
-        report.status, report.message = "budget_exhausted", f"partial: {budget_message}"
-    elif collector.failed:
-        report.status, report.message = "partial", f"partial: {collector.failed} record(s) failed"
-    elif plan.held_line:
-        report.status, report.message = "partial", f"partial: {plan.held_line}"
-    elif duplicates:
-        report.status = "partial"
-        report.message = f"partial: {duplicates} external id(s) exist more than once in the destination: left alone"
-    else:
-        report.status = "ok"
-    report.exit_code = EXIT_OK if report.status == "ok" else EXIT_PARTIAL
     for entity in plan.entities:
         if entity.skipped:
             log.info("%d %s(s) not in the destination were skipped (mode update)", entity.skipped, entity.entity)
     if plan.held_line:  # whatever else happened, the held deletes need a human's yes: say so on its own line
         log.warning("%s", plan.held_line)
-
-
-def _open_destination(settings: Settings, options: RunOptions, ui: RunConsole) -> Destination:
-    if settings.destination.kind == "postgres":
-        from sync_job.destinations.postgres import PostgresDestination
-
-        return PostgresDestination(postgres_dsn(), settings.destination.table, field_mapping=mapping_of(settings))
-    from sync_job.destinations.pipedrive import PipedriveDestination
-    from sync_job.pipedrive.client import PipedriveClient, make_http_client
-
-    token = options.token or api_token()
-    pd = settings.pipedrive
-    http = make_http_client(
-        options.base_url or settings.base_url, pd.concurrency, pd.timeout_seconds, transport=options.transport
+    return RunFacts(
+        stopped=stopper.stop.is_set(),
+        budget_while_applying=budget_message,
+        failed_records=collector.failed,
+        held_line=plan.held_line,
+        duplicates=sum(e.duplicates.height for e in plan.entities),
     )
-    client = PipedriveClient(
-        http, token, concurrency=pd.concurrency, max_attempts=pd.max_attempts, max_tokens=options.max_tokens
-    )
-    from sync_job.pipedrive import ledger, snapshot
 
-    return PipedriveDestination(
-        client,
-        pd,
-        dry_run=options.dry_run,
-        ui=ui,
-        grace_seconds=options.grace_seconds,
-        snapshot_path=snapshot.path_in(settings.workdir),
-        ledger_path=ledger.path_in(settings.workdir),
-        full_read=options.full_read,
-        recreate_fields=options.recreate_fields,
-        entity_modes={"person": settings.persons, "deal": settings.deals},
-        allow_deletes=options.allow_deletes,
-        field_mapping=mapping_of(settings),
-    )
+
+def _open_destination(settings: Settings, options: RunOptions, ui: Progress) -> Destination:
+    """The destination the config's `destination.kind` registered, opened with its own settings."""
+    return registry.open_destination(settings, options, ui)

@@ -97,9 +97,14 @@ def test_a_mapped_field_named_like_a_combined_column_is_a_config_error(folder: P
         run(folder, f"orders_{uuid.uuid4().hex[:8]}", fields={"status": "'open'"})
 
 
-def test_persons_fields_are_refused_for_the_postgres_destination(folder: Path) -> None:
+def test_persons_fields_are_refused_for_the_postgres_destination_before_anything_is_read(
+    folder: Path, pg: PgServer
+) -> None:
+    settings = settings_for(
+        folder,
+        "http://unused.invalid",
+        destination={"kind": "postgres", "table": "t"},
+        persons={"fields": {"emails": "first_name"}},
+    )
     with pytest.raises(ConfigError, match=r"persons\.fields is not supported by the postgres destination"):
-        settings_for(
-            folder, "http://unused.invalid", destination={"kind": "postgres", "table": "t"},
-            persons={"fields": {"emails": "first_name"}},
-        )  # fmt: skip
+        sync.run(settings, sync.RunOptions())

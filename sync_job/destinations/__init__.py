@@ -1,1 +1,1 @@
-"""Destinations the combined frame can be synced into (Pipedrive, PostgreSQL)."""
+"""Destinations the combined frame can be synced into, registered by kind (registry.py): Pipedrive, PostgreSQL."""

@@ -78,7 +78,7 @@ class RecordResult:
 
 
 class Destination(Protocol):
-    """A place the combined frame is synced into. Adding one is one module plus a config `kind`."""
+    """A place the combined frame is synced into. Adding one is one module that registers its kind (registry.py)."""
 
     kind: str
 

@@ -13,7 +13,6 @@ import polars as pl
 
 from sync_job import diff, mapping, modes
 from sync_job.config import DEFAULT_VALUE_EXPRESSION, EntitySettings, PipedriveSettings
-from sync_job.console import RunConsole
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
 from sync_job.pipedrive import kinds, ledger, ration, snapshot
@@ -24,6 +23,7 @@ from sync_job.pipedrive.field_types import IdField, unconvertible
 from sync_job.pipedrive.fields import create_custom_field_body
 from sync_job.pipedrive.record_schema import RecordSchema
 from sync_job.pipedrive.remote import RemoteReader
+from sync_job.progress import NullProgress, Progress
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class PipedriveDestination:
         settings: PipedriveSettings,
         *,
         dry_run: bool = False,
-        ui: RunConsole | None = None,
+        ui: Progress | None = None,
         grace_seconds: float = GRACE_SECONDS,
         snapshot_path: Path | None = None,
         ledger_path: Path | None = None,
@@ -68,7 +68,7 @@ class PipedriveDestination:
         self.client = client
         self.settings = settings
         self.dry_run = dry_run
-        self.ui = ui or RunConsole(rich_output=False)
+        self.ui = ui or NullProgress()
         self.grace_seconds = grace_seconds
         self.snapshot_path = snapshot_path
         self.ledger_path = ledger_path

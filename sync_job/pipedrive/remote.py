@@ -10,7 +10,6 @@ from typing import Any
 import polars as pl
 
 from sync_job.config import PipedriveSettings
-from sync_job.console import RunConsole
 from sync_job.mapping import Mapping
 from sync_job.pipedrive import ledger, snapshot
 from sync_job.pipedrive.client import PipedriveClient
@@ -18,6 +17,7 @@ from sync_job.pipedrive.entities import ENTITY_PLURAL, Entity
 from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField
 from sync_job.pipedrive.fields import FieldGone, FieldMissing, resolve_schema
 from sync_job.pipedrive.record_schema import RecordSchema
+from sync_job.progress import NULL_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Remote:
 class RemoteReader:
     client: PipedriveClient
     settings: PipedriveSettings
-    ui: RunConsole
+    ui: Progress = NULL_PROGRESS
     snapshot_path: Path | None = None  # None: no local state, every run reads the whole CRM
     ledger_path: Path | None = None  # None: the budget share counts this run's spending only
     full_read: bool = False
