@@ -249,6 +249,8 @@ def plan_summary(plan: Plan, sample: int = 5) -> dict[str, Any]:
                     {"key": r["external_id"], "id": r["id"]}
                     for r in pl.concat([e.deletes, e.held]).head(sample).iter_rows(named=True)
                 ],
+                "invalid": e.invalid.height,
+                "sample_invalid": [r["error"] for r in e.invalid.head(sample).iter_rows(named=True)],
                 "sample_duplicates": [
                     {"key": r["key"], "ids": list(r["ids"])} for r in e.duplicates.head(sample).iter_rows(named=True)
                 ],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping as MappingOf
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -270,7 +269,3 @@ def _describe(kind: Kind) -> str:
         "currency": "a 3-letter currency code",
         "varchar": f"text of at most {kinds.VARCHAR_LIMIT} characters",
     }.get(kind, kind)
-
-
-def compared(mapping: EntityMapping) -> Sequence[str]:
-    return tuple(f.column for f in mapping.fields)

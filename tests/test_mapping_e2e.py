@@ -264,3 +264,23 @@ def test_a_dry_run_lists_the_mapped_values_and_the_fields_it_would_create_withou
         "returned",
         "lost",
     )
+
+
+def test_the_example_config_in_conf_maps_status_and_date_and_runs_with_the_sample_data(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from sync_job import config, sync
+
+    example = Path(__file__).resolve().parents[1] / "conf" / "mapping.yaml"
+    settings = config.load(example)
+    fields = settings.deals.fields
+    assert "status" in fields
+    assert fields["expected_close_date"] == "order_date"
+    settings = settings.model_copy(update={"workdir": tmp_path / "work"})
+    from tests.e2e import TOKEN
+
+    outcome = sync.run(settings, sync.RunOptions(token=TOKEN, base_url=sandbox.url))
+    assert outcome.exit_code == EXIT_OK, outcome.report.failures
+    statuses = {d["status"] for d in sandbox.deals()}
+    assert statuses == {"open", "won", "lost"}
+    assert all(d["expected_close_date"] for d in sandbox.deals())
