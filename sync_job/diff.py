@@ -9,14 +9,15 @@ from typing import Any
 
 import polars as pl
 
+from sync_job import mapping
 from sync_job.destinations.base import EntityPlan, Plan
 from sync_job.errors import DataError
 from sync_job.pipedrive import kinds
 from sync_job.pipedrive.budget import COSTS
+from sync_job.pipedrive.entities import Entity
 from sync_job.pipedrive.kinds import Kind
 from sync_job.pipedrive.pagination import PAGE_LIMIT
 from sync_job.pipedrive.ratelimit import WINDOW_SECONDS
-from sync_job.transform import display_name
 
 PERSON_COMPARE: dict[str, Kind] = {"name": "text"}
 DEAL_COMPARE: dict[str, Kind] = {
@@ -31,31 +32,28 @@ Frame = pl.DataFrame | pl.LazyFrame
 
 
 def desired_persons(customers: Frame) -> pl.DataFrame:
-    """One person per customer: external_id = the customer id as text, name = "FirstName LastName".
+    """The default mapping's persons: external_id = the customer id as text, name = "FirstName LastName".
 
     Accepts the validated customers frame with its id as `id` (read_customers) or `customer_id`.
     """
-    lf = customers.lazy()
-    id_col = "customer_id" if "customer_id" in lf.collect_schema().names() else "id"
-    return lf.select(
-        pl.col(id_col).cast(pl.Utf8).alias("external_id"),
-        display_name(pl.col("first_name"), pl.col("last_name")).alias("name"),
-    ).collect()
+    frame = customers.lazy().collect()
+    if "id" not in frame.columns:
+        frame = frame.rename({"customer_id": "id"})
+    return _default_desired("person", frame)
 
 
 def desired_deals(combined: Frame, currency: str) -> pl.DataFrame:
-    """One deal per order: external_id = order id, title, value in currency units, person by customer id."""
-    return (
-        combined.lazy()
-        .select(
-            pl.col("order_id").cast(pl.Utf8).alias("external_id"),
-            pl.col("title").cast(pl.Utf8),
-            pl.col("value").cast(pl.Float64),
-            pl.lit(currency, dtype=pl.Utf8).alias("currency"),
-            pl.col("customer_id").cast(pl.Utf8).alias("person_external_id"),
-        )
-        .collect()
-    )
+    """The default mapping's deals: external_id = order id, title, value, currency and person by customer id."""
+    return _default_desired("deal", combined.lazy().collect(), currency)
+
+
+def _default_desired(entity: Entity, rows: pl.DataFrame, currency: str = "USD") -> pl.DataFrame:
+    default = mapping.build({}, {"person": "", "deal": ""}, value="value", currency=currency).of(entity)
+    field_kinds = {f.column: f.standard.kind for f in default.fields if f.standard is not None}
+    wanted, invalid = mapping.desired(default, field_kinds, rows)
+    if invalid.height:
+        raise DataError(str(invalid["error"][0]))
+    return wanted
 
 
 def remote_deals_with_person_keys(remote_deals: Frame, remote_persons: Frame) -> pl.DataFrame:

@@ -53,7 +53,9 @@ def test_every_mappable_standard_key_is_in_the_specs_request_body_with_the_kinds
 def test_read_only_keys_are_not_writable_and_every_writable_key_is_mappable_or_says_why_not(
     openapi_validator: OpenApiV2, entity: Entity
 ) -> None:
-    writable = set(_properties(openapi_validator, entity, "post")) | set(_properties(openapi_validator, entity, "patch"))
+    writable = set(_properties(openapi_validator, entity, "post")) | set(
+        _properties(openapi_validator, entity, "patch")
+    )
     assert not READ_ONLY[entity] & writable
     assert writable <= set(STANDARD[entity]) | set(UNMAPPABLE[entity])
     assert set(UNMAPPABLE[entity]) <= writable
