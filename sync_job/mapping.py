@@ -266,6 +266,7 @@ def _describe(kind: Kind) -> str:
         "person": "a customer id",
         "number": "a finite number",
         "money": "a finite amount",
+        "monetary": "a finite amount",
         "currency": "a 3-letter currency code",
         "varchar": f"text of at most {kinds.VARCHAR_LIMIT} characters",
     }.get(kind, kind)

@@ -284,3 +284,63 @@ def test_the_example_config_in_conf_maps_status_and_date_and_runs_with_the_sampl
     statuses = {d["status"] for d in sandbox.deals()}
     assert statuses == {"open", "won", "lost"}
     assert all(d["expected_close_date"] for d in sandbox.deals())
+
+
+SET_AND_MONEY: dict[str, Any] = {
+    "deals": {
+        "fields": {
+            "Tags": {
+                "value": "CASE WHEN status = 'completed' THEN 'paid, shipped' WHEN status = 'returned' THEN 'paid' END",
+                "type": "set",
+            },
+            "Amount": {"value": "amount_cents / 100", "type": "monetary"},
+        }
+    }
+}
+
+
+def test_set_and_monetary_custom_fields_are_written_exactly_and_a_rerun_writes_nothing(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_fields(monkeypatch, SET_AND_MONEY)
+    first = run_in(sources, sandbox)
+    assert first.exit_code == EXIT_OK, first.report.failures
+    tags, amount = field_code(sandbox, "deal", "Tags"), field_code(sandbox, "deal", "Amount")
+    labels = options(sandbox, "Tags")
+    deals = by_order(sandbox)
+    assert {o: sorted(labels[i] for i in d["custom_fields"].get(tags) or []) for o, d in deals.items()} == {
+        "1": ["paid"],
+        "2": ["paid", "shipped"],
+        "3": [],
+        "4": ["paid", "shipped"],
+    }
+    assert {o: d["custom_fields"][amount] for o, d in deals.items()} == {
+        "1": {"value": 10.0, "currency": "USD"},
+        "2": {"value": 21.0, "currency": "USD"},
+        "3": {"value": 0.0, "currency": "USD"},
+        "4": {"value": 7.0, "currency": "USD"},
+    }
+    before = writes(sandbox)
+    assert run_in(sources, sandbox).report.counts == {}
+    assert run_in(sources, sandbox, full_read=True).report.counts == {}
+    assert writes(sandbox) == before
+    by_label = {label: option for option, label in labels.items()}
+    sandbox.store.patch_record("deal", deals["1"]["id"], {"custom_fields": {tags: [by_label["shipped"]]}})
+    again = run_in(sources, sandbox)
+    assert again.report.counts == {"deal": {"update:ok": 1}}
+    assert [labels[i] for i in by_order(sandbox)["1"]["custom_fields"][tags]] == ["paid"]
+
+
+def test_pre_existing_set_and_monetary_fields_are_used_as_they_are(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.store.add_field("deal", "Tags", "set", options=["shipped", "gift"])
+    sandbox.store.add_field("deal", "Amount", "monetary")
+    spec = {"deals": {"fields": {"Tags": SET_AND_MONEY["deals"]["fields"]["Tags"]["value"], "Amount": "amount_cents"}}}
+    use_fields(monkeypatch, spec)
+    outcome = run_in(sources, sandbox)
+    assert outcome.exit_code == EXIT_OK, outcome.report.failures
+    assert sorted(options(sandbox, "Tags").values()) == ["gift", "paid", "shipped"]
+    amount = field_code(sandbox, "deal", "Amount")
+    assert by_order(sandbox)["2"]["custom_fields"][amount] == {"value": 2100.0, "currency": "USD"}
+    assert run_in(sources, sandbox).report.counts == {}

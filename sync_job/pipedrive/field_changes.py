@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from sync_job.destinations.base import Plan
+from sync_job.pipedrive import kinds
 from sync_job.pipedrive.budget import COSTS
 from sync_job.pipedrive.entities import ENTITY_PLURAL, Entity
 from sync_job.pipedrive.record_schema import RecordSchema
@@ -33,7 +34,7 @@ class FieldChange:
         if self.code is None:
             options = f" with option(s) {shown}" if self.labels else ""
             return f"the {plural} custom field {self.name!r} ({self.field_type}) is created{options}"
-        return f"the {plural} enum field {self.name!r} gets {len(self.labels)} new option(s): {shown}"
+        return f"the {plural} {self.field_type} field {self.name!r} gets {len(self.labels)} new option(s): {shown}"
 
 
 def field_changes(schemas: Mapping[Entity, RecordSchema], plan: Plan) -> tuple[FieldChange, ...]:
@@ -45,18 +46,15 @@ def field_changes(schemas: Mapping[Entity, RecordSchema], plan: Plan) -> tuple[F
             if not column.custom:
                 continue
             labels: tuple[str, ...] = ()
-            if column.kind == "enum":
-                used = (
-                    pl.concat([entity_plan.creates.select(column.column), entity_plan.updates.select(column.column)])[
-                        column.column
-                    ]
-                    .drop_nulls()
-                    .unique()
-                    .sort()
-                )
-                labels = tuple(label for label in used.to_list() if label not in column.options)
+            if column.kind in kinds.OPTION_KINDS:
+                planned = [entity_plan.creates.select(column.column), entity_plan.updates.select(column.column)]
+                values = pl.concat(planned)[column.column].drop_nulls()
+                if column.kind == "set":
+                    values = values.str.split(kinds.SET_SEPARATOR).explode()
+                used = values.unique().sort().to_list()
+                labels = tuple(label for label in used if label and label not in column.options)
             if column.code is None:
-                if column.kind == "enum" and not labels:
+                if column.kind in kinds.OPTION_KINDS and not labels:
                     labels = ("-",)  # Pipedrive creates an enum only with an option; no row needs one yet
                 changes.append(FieldChange(schema.entity, column.name, column.field_type or "varchar", None, labels))
             elif labels:

@@ -62,7 +62,9 @@ def create_field_body(name: str) -> dict[str, Any]:
     return {"field_name": name, "field_type": NEW_FIELD_TYPE}
 
 
-def resolve_schema(mapping: EntityMapping, items: list[dict[str, Any]], id_field: IdField) -> RecordSchema:
+def resolve_schema(
+    mapping: EntityMapping, items: list[dict[str, Any]], id_field: IdField, currency: str = "USD"
+) -> RecordSchema:
     """The mapping's columns as this account has them: a custom field found by name is used as it is, whatever its
     type, if a mapping can write that type (ConfigError otherwise); a missing one is to be created (`code` None).
     """
@@ -90,12 +92,12 @@ def resolve_schema(mapping: EntityMapping, items: list[dict[str, Any]], id_field
                 field.column, kind, field.target, code=str(item["field_code"]), field_type=field_type, options=options
             )
         )
-    return RecordSchema(mapping.entity, id_field, tuple(columns))
+    return RecordSchema(mapping.entity, id_field, tuple(columns), currency)
 
 
 def create_custom_field_body(name: str, field_type: str, labels: list[str]) -> dict[str, Any]:
     """The POST body that creates a mapped custom field; an enum needs its options at once (api-reference §8.4)."""
     body: dict[str, Any] = {"field_name": name, "field_type": field_type}
-    if field_type == "enum":
+    if field_type in ("enum", "set"):
         body["options"] = [{"label": label} for label in labels]
     return body

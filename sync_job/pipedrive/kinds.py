@@ -32,6 +32,8 @@ Kind = Literal[
     "person",  # a deal's person, planned as the person's external id, sent as the person's Pipedrive id
     "contact",  # a person's primary email address or phone number
     "enum",  # an enum custom field: planned as the option's label, sent as its id
+    "set",  # a set custom field: planned as its labels (comma-separated, sorted), sent as their ids
+    "monetary",  # a monetary custom field: an amount to the cent, sent with the record's currency
 ]
 
 VARCHAR_LIMIT = 255  # api-reference §8.3
@@ -42,7 +44,9 @@ CHOICES: dict[Kind, tuple[str, ...] | tuple[int, ...]] = {
     "marketing_status": ("no_consent", "unsubscribed", "subscribed", "archived"),
 }
 _TEXT_KINDS = frozenset({"text", "varchar"})
-_FLOAT_KINDS = frozenset({"money", "number"})
+_FLOAT_KINDS = frozenset({"money", "number", "monetary"})
+_CENT_KINDS = frozenset({"money", "monetary"})
+SET_SEPARATOR = ","  # a set's labels in one source value: "red, blue" (a label cannot hold a comma)
 _INT_KINDS = frozenset({"integer", "user", "visibility"})
 _CURRENCY = r"^[A-Z]{3}$"
 
@@ -56,8 +60,12 @@ CUSTOM_KINDS: dict[str, Kind] = {
     "double": "number",
     "date": "date",
     "enum": "enum",
+    "set": "set",
+    "monetary": "monetary",
 }
-CREATABLE_TYPES = ("varchar", "text", "double", "date", "enum")  # what `type:` may declare for a field to create
+# What `type:` may declare for a field the job creates.
+CREATABLE_TYPES = ("varchar", "text", "double", "date", "enum", "set", "monetary")
+OPTION_KINDS = frozenset({"enum", "set"})  # kinds whose values are option labels
 
 
 def dtype(kind: Kind) -> pl.DataType:
@@ -70,8 +78,12 @@ def dtype(kind: Kind) -> pl.DataType:
 
 
 def remote_dtype(kind: Kind) -> pl.DataType:
-    """The type a value read back is held in (an enum's option id, not its label)."""
-    return pl.Int64() if kind == "enum" else dtype(kind)
+    """The type a value read back is held in (an enum's option id, a set's ids: not their labels)."""
+    if kind == "enum":
+        return pl.Int64()
+    if kind == "set":
+        return pl.List(pl.Int64())
+    return dtype(kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,16 @@ class Desired:
 def desired(kind: Kind, expr: pl.Expr, source: pl.DataType) -> Desired:
     """A mapped expression's values normalised to the kind (see the module docstring)."""
     given = expr.is_not_null()
+    if kind == "set":
+        labels = (
+            clean_text(_as_text(expr, source))
+            .str.split(SET_SEPARATOR)
+            .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+            .list.unique()
+            .list.sort()
+        )
+        joined = labels.list.join(SET_SEPARATOR)
+        return Desired(pl.when(joined != "").then(joined), pl.lit(False))
     if kind in _TEXT_KINDS or kind == "enum":
         text = clean_text(_as_text(expr, source))
         value = text if kind != "enum" else pl.when(text != "").then(text)
@@ -91,8 +113,9 @@ def desired(kind: Kind, expr: pl.Expr, source: pl.DataType) -> Desired:
     if kind in _FLOAT_KINDS:
         number = expr.cast(pl.Float64, strict=False)
         bad = given & (number.is_null() | ~number.is_finite() | (number.abs() >= 1e16))
-        if kind == "money":  # 12.345 -> 12.35: the cent a deal holds; noise-free (see `cents`)
-            number = cents(pl.when(~bad).then(number)).cast(pl.Float64) / 100
+        if kind in _CENT_KINDS:  # 12.345 -> 12.35: the cent a deal holds; noise-free (see `cents`)
+            # round(2) as well: Polars turns `/ 100` into `* 0.01`, and -201 * 0.01 is -2.0100000000000002
+            number = (cents(pl.when(~bad).then(number)).cast(pl.Float64) / 100).round(2)
         return Desired(number, bad)
     if kind in _INT_KINDS:
         whole = _whole(expr, source)
@@ -116,10 +139,17 @@ def desired(kind: Kind, expr: pl.Expr, source: pl.DataType) -> Desired:
 
 
 def canonical_remote(kind: Kind, column: pl.Expr, labels: Mapping[int, str] | None = None) -> pl.Expr:
-    """A value read back in its comparable form: an enum's option id becomes its label (renames follow)."""
+    """A value read back in its comparable form: an enum's option id becomes its label (renames follow), a set's
+    ids their labels sorted and joined."""
+    table = dict(labels or {})
+    if kind == "set":
+        named = column.list.eval(
+            pl.element().replace_strict(list(table), list(table.values()), default=None, return_dtype=pl.Utf8)
+        )
+        joined = named.list.sort().list.join(SET_SEPARATOR)
+        return pl.when(joined != "").then(joined)
     if kind != "enum":
         return column
-    table = dict(labels or {})
     # An option id the field no longer has (its option was deleted) compares unequal to every label.
     return column.replace_strict(list(table), list(table.values()), default=None, return_dtype=pl.Utf8)
 
@@ -128,9 +158,11 @@ def differs(kind: Kind, new: pl.Expr, old: pl.Expr) -> pl.Expr:
     """True where a planned value and the value read back differ after the kind's normalisation."""
     if kind == "money":
         return cents(new) != cents(old)
+    if kind == "monetary":  # unlike a deal's value, an empty monetary field is empty, not 0
+        return cents(new).ne_missing(cents(old)) | (new.is_null() != old.is_null())
     if kind in _TEXT_KINDS:
         return clean_text(new.cast(pl.Utf8)) != clean_text(old.cast(pl.Utf8))
-    if kind == "enum":
+    if kind in OPTION_KINDS:
         return clean_text(new).ne_missing(clean_text(old)) & (new.is_not_null() | old.is_not_null())
     if kind == "number":
         return new.round_sig_figs(15).ne_missing(old.round_sig_figs(15))
@@ -151,12 +183,19 @@ def money(value: float | int | None) -> float:
     return math.copysign(whole, scaled) / 100 if whole else 0.0
 
 
-def to_api(kind: Kind, value: Any, options: Mapping[str, int] | None = None) -> Any:
+def to_api(kind: Kind, value: Any, options: Mapping[str, int] | None = None, currency: str = "USD") -> Any:
     """The JSON value a v2 body carries for a planned value (None clears a field)."""
     if kind == "money":
         return money(value)
     if value is None:
         return [] if kind == "contact" else None
+    if kind == "monetary":
+        return {"value": money(value), "currency": currency}
+    if kind == "set":
+        ids = [(options or {}).get(label(part)) for part in str(value).split(SET_SEPARATOR)]
+        if None in ids:
+            raise KeyError(value)
+        return sorted(i for i in ids if i is not None)
     if kind in _TEXT_KINDS:
         return str(value)
     if kind == "number":
@@ -186,6 +225,12 @@ def from_api(kind: Kind, value: Any) -> Any:
         if isinstance(value, dict):  # include_option_labels=true: {id, label}
             value = value.get("id")
         return _int_or_none(value)
+    if kind == "set":
+        items = value if isinstance(value, list) else str(value).split(",")
+        ids = [_int_or_none(i.get("id") if isinstance(i, dict) else i) for i in items]
+        return sorted(i for i in ids if i is not None) or None
+    if kind == "monetary":
+        value = value.get("value") if isinstance(value, dict) else value
     if kind in _FLOAT_KINDS:
         try:
             return float(value)

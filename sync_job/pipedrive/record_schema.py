@@ -65,6 +65,7 @@ class RecordSchema:
     entity: Entity
     id_field: IdField
     columns: tuple[Column, ...]
+    currency: str = "USD"  # what a monetary custom field's value is in when the record has no currency column
 
     def remote_columns(self) -> dict[str, pl.DataType]:
         """The remote frame's schema: BASE plus each mapped column held as it reads back."""
@@ -127,10 +128,12 @@ class RecordSchema:
 
     def canonical_remote(self, remote: pl.DataFrame) -> pl.DataFrame:
         """The remote frame with each enum's option id replaced by its label, ready to compare."""
-        enums = [c for c in self.columns if c.kind == "enum" and c.column in remote.columns]
-        if not enums:
+        named = [c for c in self.columns if c.kind in kinds.OPTION_KINDS and c.column in remote.columns]
+        if not named:
             return remote
-        return remote.with_columns(kinds.canonical_remote("enum", pl.col(c.column), c.labels()) for c in enums)
+        return remote.with_columns(
+            kinds.canonical_remote(c.kind, pl.col(c.column), c.labels()).alias(c.column) for c in named
+        )
 
     # ---- bodies --------------------------------------------------------------------------------------------
 
@@ -184,11 +187,12 @@ class RecordSchema:
         if column.custom and column.code is None:
             raise RowError(f"{self.entity} {row.get('external_id')}: the custom field {column.name!r} does not exist")
         try:
-            return kinds.to_api(column.kind, row.get(column.column), column.options)
+            currency = str(row.get("currency") or self.currency)  # a deal's own currency; else the configured one
+            return kinds.to_api(column.kind, row.get(column.column), column.options, currency)
         except KeyError:
             raise RowError(
-                f"{self.entity} {row.get('external_id')}: the enum field {column.name!r} has no option "
-                f"{row.get(column.column)!r}"
+                f"{self.entity} {row.get('external_id')}: the {column.kind} field {column.name!r} has no option "
+                f"for {row.get(column.column)!r}"
             ) from None
 
     def written(self, row: Mapping[str, Any], record_id: int, person_id: int | None = None) -> dict[str, Any]:
@@ -200,6 +204,10 @@ class RecordSchema:
                 out["person_id"] = None if person_id is None else int(person_id)
             elif column.kind == "enum":
                 out[column.column] = None if value is None else column.options.get(kinds.label(value))
+            elif column.kind == "set":
+                parts = [] if value is None else str(value).split(kinds.SET_SEPARATOR)
+                ids = sorted(i for p in parts if (i := column.options.get(kinds.label(p))) is not None)
+                out[column.column] = ids or None
             else:
                 out[column.column] = value
         return out

@@ -65,6 +65,7 @@ class RemoteReader:
                 mapping.of(entity),
                 await self.client.field_items(entity),
                 field or IdField("", names[entity], NEW_FIELD_TYPE),
+                self.settings.currency,
             )
             for entity, field in fields.items()
         }

@@ -192,7 +192,9 @@ def load(path: Path) -> Snapshot | None:
 
 
 # The remote frames' column types (record_schema), by the name the snapshot's metadata gives them.
-_DTYPES: dict[str, pl.DataType] = {"Int64": pl.Int64(), "Float64": pl.Float64(), "String": pl.Utf8()}
+_DTYPES: dict[str, pl.DataType] = {
+    "Int64": pl.Int64(), "Float64": pl.Float64(), "String": pl.Utf8(), "List(Int64)": pl.List(pl.Int64())
+}  # fmt: skip
 
 
 def _meta_from(raw: dict[str, str]) -> Meta:
