@@ -36,8 +36,10 @@ _READ_CAST = {"order_id": "bigint", "customer_id": "bigint", "order_date": "date
               "amount_cents": "bigint", "value": "float8"}  # fmt: skip
 # A mapped field's column type by its kind (pipedrive/kinds.py), and how it is read back: dates as their ISO text,
 # money and numbers as float8, whole numbers as bigint, the rest as text.
-KIND_TYPES: dict[str, str] = {"money": "numeric(18,2)", "monetary": "numeric(18,2)", "number": "double precision",
-                              "integer": "bigint", "user": "bigint", "visibility": "bigint", "date": "date"}  # fmt: skip
+KIND_TYPES: dict[str, str] = {
+    "money": "numeric(18,2)", "monetary": "numeric(18,2)", "number": "double precision",
+    "integer": "bigint", "user": "bigint", "visibility": "bigint", "date": "date",
+}  # fmt: skip
 _KIND_READ: dict[str, tuple[str, pl.DataType]] = {
     "numeric(18,2)": ("float8", pl.Float64()), "double precision": ("float8", pl.Float64()),
     "bigint": ("bigint", pl.Int64()), "date": ("text", pl.Utf8()), "text": ("text", pl.Utf8()),
