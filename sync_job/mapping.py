@@ -234,12 +234,13 @@ def desired(
         values.append(normal.value.cast(kinds.dtype(kind)).alias(field.column))
         flags.append(normal.bad.fill_null(False).alias(f"__bad{len(flags)}"))
         raws.append(parsed.cast(pl.Utf8).alias(f"__raw{len(raws)}"))
-    frame = rows.lazy().select(key, *values, *flags, *raws)
-    bad_any = pl.any_horizontal([f.meta.output_name() for f in flags]) if flags else pl.lit(False)
-    good = frame.filter(~bad_any).select("external_id", *[v.meta.output_name() for v in values]).collect()
-    invalid = frame.filter(bad_any).collect()
-    if invalid.is_empty():
+    bad_any = pl.any_horizontal(flags) if flags else pl.lit(False)
+    frame = rows.lazy().select(key, *values, bad_any.alias("__bad")).collect()
+    good = frame.filter(~pl.col("__bad")).drop("__bad")
+    if good.height == frame.height:  # the usual case: no row pays for the error messages
         return good, pl.DataFrame(schema=INVALID_SCHEMA)
+    # Error path: the failing rows again, with which field failed and the value the expression gave.
+    invalid = rows.lazy().filter(frame["__bad"]).select(key, *flags, *raws).collect()
     errors = []
     for row in invalid.iter_rows(named=True):
         index = next(i for i in range(len(flags)) if row[f"__bad{i}"])
