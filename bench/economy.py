@@ -28,6 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import polars as pl
+
 from sync_job import combined, config, diff, generate, sync
 from sync_job.errors import EXIT_OK
 from sync_job.sandbox.server import Sandbox, SandboxOptions
@@ -59,12 +61,17 @@ def settings_for(folder: Path, url: str, concurrency: int) -> config.Settings:
     return config.parse(raw, origin=folder / "sync.yaml")
 
 
+by_key = pl.col("external_id").cast(pl.Int64)
+
+
 def seed_in_sync(sandbox: Sandbox, settings: config.Settings) -> None:
     """Put every person and deal the sources ask for straight into the sandbox's store, as a past run would have."""
     result = sync.transform(settings)
     frame = combined.read_combined(result.combined_path)
-    persons = diff.desired_persons(combined.read_customers(result.customers_path))
-    deals = diff.desired_deals(frame, settings.pipedrive.currency)
+    # In id order: combined.csv's row order varies from run to run (the streaming engine), and the store's record
+    # order decides which records the seeded hand edits pick, so the day's writes would too.
+    persons = diff.desired_persons(combined.read_customers(result.customers_path)).sort(by_key)
+    deals = diff.desired_deals(frame, settings.pipedrive.currency).sort(by_key)
     store = sandbox.store
     person_code = store.add_field("person", settings.pipedrive.person_id_field)
     deal_code = store.add_field("deal", settings.pipedrive.deal_id_field)

@@ -170,8 +170,19 @@ def _field(entity: Entity, target: str, expression: str, declared: str | None) -
                 f"{where}: type {declared!r} is not one the job can write: "
                 f"use one of {', '.join(kinds.CREATABLE_TYPES)}"
             )
-    _parse(expression, entity, target)
-    return FieldMap(target, expression, standard, declared)
+    parsed = _parse(expression, entity, target)
+    made = FieldMap(target, expression, standard, declared)
+    kind = standard.kind if standard else kinds.CUSTOM_KINDS[declared] if declared else None
+    base = BASE_COLUMNS[entity]
+    if kind is not None and all(name in base for name in parsed.meta.root_names()):
+        # Over the base columns alone the value's type is known now: a field it can never fill is a config error
+        # before anything is fetched (extra columns are checked once the headers are read).
+        try:
+            source = pl.LazyFrame(schema=base).select(parsed.alias("x")).collect().schema["x"]
+        except Exception as exc:
+            raise ConfigError(f"{where}: {expression!r} cannot be evaluated: {first_line(exc)}") from None
+        check_value(entity, made, kind, parsed, source)
+    return made
 
 
 def _where(entity: Entity, target: str) -> str:
@@ -189,8 +200,11 @@ def _parse(expression: str, entity: Entity, target: str) -> pl.Expr:
     return parsed
 
 
-def check_columns(mapping: EntityMapping, available: pl.Schema, where: str) -> None:
-    """ConfigError when an expression uses a column the entity's rows lack, or cannot be evaluated on them."""
+def check_columns(
+    mapping: EntityMapping, available: pl.Schema, where: str, field_kinds: MappingOf[str, Kind] | None = None
+) -> None:
+    """ConfigError when an expression uses a column the entity's rows lack, cannot be evaluated on them, or gives
+    what its field can never hold (see `check_value`); `field_kinds` (by column) defaults to the standard fields'."""
     probe = pl.LazyFrame(schema=available)
     for field in mapping.fields:
         parsed = _parse(field.expression, mapping.entity, field.target)
@@ -201,11 +215,60 @@ def check_columns(mapping: EntityMapping, available: pl.Schema, where: str) -> N
                 f"which {where} lacks (columns: {', '.join(available.names())})"
             )
         try:
-            probe.select(parsed.alias("x")).collect()  # type errors (e.g. upper() of a number) surface on execution
+            # type errors (e.g. upper() of a number) surface on execution
+            source = probe.select(parsed.alias("x")).collect().schema["x"]
         except Exception as exc:
             raise ConfigError(
                 f"{_where(mapping.entity, field.target)}: {field.expression!r} cannot be evaluated: {first_line(exc)}"
             ) from None
+        kind = (field_kinds or {}).get(field.column) or (field.standard.kind if field.standard else None)
+        if kind is not None:
+            check_value(mapping.entity, field, kind, parsed, source)
+
+
+# What a kind can take from a source column, by its type (text may hold anything: it is checked row by row).
+_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "date": ("date", "text"),
+    "money": ("number", "text"),
+    "monetary": ("number", "text"),
+    "number": ("number", "text"),
+    "integer": ("number", "text"),
+    "user": ("number", "text"),
+    "visibility": ("number", "text"),
+    "person": ("number", "text"),
+    "deal_status": ("text",),
+    "marketing_status": ("text",),
+    "currency": ("text",),
+}
+
+
+def check_value(entity: Entity, field: FieldMap, kind: Kind, parsed: pl.Expr, source: pl.DataType) -> None:
+    """ConfigError when no row could fill the field: a column of a type the kind never takes (a number for a date),
+    or a constant the field cannot hold (`status: 'done'`). Other values are checked row by row."""
+    where = _where(entity, field.target)
+    family = (
+        "date"
+        if source.is_temporal()
+        else "number"
+        if source.is_numeric()
+        else "boolean"
+        if source == pl.Boolean
+        else "text"
+    )
+    accepted = _ACCEPTS.get(kind)
+    if accepted is not None and source != pl.Null and family not in accepted:
+        raise ConfigError(
+            f"{where}: {field.expression!r} gives {source} values, which {field.label} ({_describe(kind)}) cannot hold"
+        )
+    if not parsed.meta.root_names():  # a constant: one value for every row, so check it once, here
+        constant = pl.select(parsed.alias("x"))
+        if constant["x"].null_count() == 0:
+            flag = constant.select(kinds.desired(kind, pl.col("x"), constant.schema["x"]).bad.fill_null(False))
+            if flag.item():
+                raise ConfigError(
+                    f"{where}: the constant {field.expression!r} is not a value {field.label} can hold "
+                    f"({_describe(kind)})"
+                )
 
 
 INVALID_SCHEMA = {"external_id": pl.Utf8(), "error": pl.Utf8()}
@@ -220,7 +283,9 @@ def desired(
     a message naming the row, the field and the value, so it fails on its own and is never silently dropped.
     """
     schema = rows.collect_schema() if isinstance(rows, pl.LazyFrame) else rows.schema
-    check_columns(mapping, schema, "the combined rows" if mapping.entity == "deal" else "the customers file")
+    check_columns(
+        mapping, schema, "the combined rows" if mapping.entity == "deal" else "the customers file", field_kinds
+    )
     key = pl.col(mapping.key).cast(pl.Utf8).alias("external_id")
     values: list[pl.Expr] = []
     flags: list[pl.Expr] = []

@@ -171,6 +171,10 @@ def test_a_value_its_field_cannot_hold_fails_its_row_alone_naming_row_field_and_
         ({"deals": {"fields": {"Kind": "upper(("}}}, "not a valid SQL expression"),
         ({"deals": {"fields": {"Kind": "nope_column"}}}, "'nope_column'"),
         ({"persons": {"fields": {"emails": "phone"}}}, "'phone'"),
+        ({"deals": {"fields": {"status": "'done'"}}}, r"the constant \"'done'\" is not a value status can hold"),
+        ({"deals": {"fields": {"expected_close_date": "payment_count"}}}, "gives Int64 values, which"),
+        ({"deals": {"fields": {"owner_id": "order_date"}}}, "gives Date values"),
+        ({"deals": {"fields": {"Due": {"value": "payment_count > 1", "type": "date"}}}}, "gives Boolean values"),
     ],
 )
 def test_each_mapping_error_in_the_config_stops_the_run_before_any_write(
