@@ -79,6 +79,8 @@ class RunConsole:
         self.console.print(table)
         for line in sample_lines(summary):
             self.console.print(f"  {line}", markup=False, highlight=False, no_wrap=True, overflow="ellipsis")
+        for note in summary.get("notes", []):  # fields to create, options to add, rows that will fail, ...
+            self.console.print(f"Note: {note}", markup=False, highlight=False)
         if summary.get("estimated_tokens") is not None:
             self.console.print(
                 f"Estimated API tokens: {summary['estimated_tokens']}, "

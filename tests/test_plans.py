@@ -135,3 +135,12 @@ def test_a_postgres_dry_run_plans_each_changed_column_old_to_new(
         ("row", "11", "update", "amount_cents", "500", "750"),
         ("row", "11", "update", "value", "5.0", "7.5"),
     ]
+
+
+def test_the_terminal_plan_shows_the_plans_notes() -> None:
+    ui = RunConsole(rich_output=True)
+    out = io.StringIO()
+    ui.console = Console(file=out, width=120, color_system=None)
+    note = "the deals custom field 'Order status' (enum) is created with option(s) 'placed', 'returned'"
+    ui.show_plan({"entities": [], "notes": [note]})
+    assert f"Note: {note}" in out.getvalue()
