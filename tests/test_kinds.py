@@ -30,6 +30,7 @@ GOOD: dict[Kind, list[Any]] = {
     "contact": ["ann@example.com", None],
     "enum": ["paid", "  Big   deal ", None],
     "set": ["shipped, paid", "paid", None, ""],
+    "address": [" 1 Main St, Springfield ", None],
 }
 BAD: dict[Kind, list[Any]] = {
     "varchar": ["x" * 256],

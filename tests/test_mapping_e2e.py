@@ -167,7 +167,7 @@ def test_a_value_its_field_cannot_hold_fails_its_row_alone_naming_row_field_and_
         ({"deals": {"fields": {"add_time": "order_date"}}}, "read-only"),
         ({"deals": {"fields": {"label_ids": "order_date"}}}, "cannot be mapped"),
         ({"deals": {"fields": {"title": {"value": "status", "type": "text"}}}}, "'type' is for custom fields"),
-        ({"deals": {"fields": {"Kind": {"value": "status", "type": "address"}}}}, "not one the job can write"),
+        ({"deals": {"fields": {"Kind": {"value": "status", "type": "daterange"}}}}, "not one the job can write"),
         ({"deals": {"fields": {"Kind": "upper(("}}}, "not a valid SQL expression"),
         ({"deals": {"fields": {"Kind": "nope_column"}}}, "'nope_column'"),
         ({"persons": {"fields": {"emails": "phone"}}}, "'phone'"),
@@ -348,3 +348,34 @@ def test_pre_existing_set_and_monetary_fields_are_used_as_they_are(
     amount = field_code(sandbox, "deal", "Amount")
     assert by_order(sandbox)["2"]["custom_fields"][amount] == {"value": 2100.0, "currency": "USD"}
     assert run_in(sources, sandbox).report.counts == {}
+
+
+def test_pre_existing_user_org_and_address_fields_are_filled_and_a_rerun_writes_nothing(
+    sources: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.store.add_field("deal", "Account manager", "user")
+    sandbox.store.add_field("deal", "Reseller", "org")
+    sandbox.store.add_field("person", "Ship to", "address")
+    use_fields(
+        monkeypatch,
+        {
+            "deals": {"fields": {"Account manager": "CASE WHEN customer_id = 2 THEN 2 ELSE 1 END", "Reseller": "7"}},
+            "persons": {"fields": {"Ship to": "concat_ws(', ', last_name, 'Springfield')"}},
+        },
+    )
+    first = run_in(sources, sandbox)
+    assert first.exit_code == EXIT_OK, first.report.failures
+    manager, reseller = field_code(sandbox, "deal", "Account manager"), field_code(sandbox, "deal", "Reseller")
+    assert {o: (d["custom_fields"][manager], d["custom_fields"][reseller]) for o, d in by_order(sandbox).items()} == {
+        "1": (1, 7),
+        "2": (1, 7),
+        "3": (2, 7),
+        "4": (2, 7),
+    }
+    ship_to = field_code(sandbox, "person", "Ship to")
+    persons, _ = crm_state(sandbox, *codes(sandbox))
+    assert persons["1"][0]["custom_fields"][ship_to]["value"] == "P., Springfield"
+    before = writes(sandbox)
+    assert run_in(sources, sandbox).report.counts == {}
+    assert run_in(sources, sandbox, full_read=True).report.counts == {}
+    assert writes(sandbox) == before

@@ -34,6 +34,7 @@ Kind = Literal[
     "enum",  # an enum custom field: planned as the option's label, sent as its id
     "set",  # a set custom field: planned as its labels (comma-separated, sorted), sent as their ids
     "monetary",  # a monetary custom field: an amount to the cent, sent with the record's currency
+    "address",  # an address custom field: its text (`value`); Pipedrive fills the parts in
 ]
 
 VARCHAR_LIMIT = 255  # api-reference §8.3
@@ -62,9 +63,13 @@ CUSTOM_KINDS: dict[str, Kind] = {
     "enum": "enum",
     "set": "set",
     "monetary": "monetary",
+    "user": "user",  # a user's id
+    "org": "integer",  # an organization's id
+    "people": "integer",  # a person's id
+    "address": "address",
 }
 # What `type:` may declare for a field the job creates.
-CREATABLE_TYPES = ("varchar", "text", "double", "date", "enum", "set", "monetary")
+CREATABLE_TYPES = ("varchar", "text", "double", "date", "enum", "set", "monetary", "address", "user", "org", "people")
 OPTION_KINDS = frozenset({"enum", "set"})  # kinds whose values are option labels
 
 
@@ -135,7 +140,7 @@ def desired(kind: Kind, expr: pl.Expr, source: pl.DataType) -> Desired:
         return Desired(value, given & ~text.str.contains(_CURRENCY).fill_null(False))
     if kind in CHOICES:
         return Desired(value, value.is_not_null() & ~value.is_in(list(CHOICES[kind])))
-    return Desired(value, pl.lit(False))  # contact
+    return Desired(value, pl.lit(False))  # contact, address
 
 
 def canonical_remote(kind: Kind, column: pl.Expr, labels: Mapping[int, str] | None = None) -> pl.Expr:
@@ -205,6 +210,8 @@ def to_api(kind: Kind, value: Any, options: Mapping[str, int] | None = None, cur
         return int(value)
     if kind == "contact":
         return [{"value": str(value), "primary": True, "label": "work"}]
+    if kind == "address":
+        return {"value": str(value)}
     if kind == "enum":
         option = (options or {}).get(label(value))
         if option is None:
@@ -242,6 +249,9 @@ def from_api(kind: Kind, value: Any) -> Any:
         return _int_or_none(value)
     if kind == "date":
         return str(value)[:10]
+    if kind == "address" and isinstance(value, dict):
+        value = value.get("value")
+        return None if value is None else str(value)
     return value if isinstance(value, str) else str(value)
 
 
