@@ -17,10 +17,11 @@ import stamina
 
 from sync_job import __version__
 from sync_job.errors import ConfigError, RowError, SourceError, TransientError, Unavailable
+from sync_job.pipedrive import kinds
 from sync_job.pipedrive.budget import COSTS, DEFAULT_RESERVE, TokenBudget
 from sync_job.pipedrive.entities import ENTITY_PLURAL, FIELDS_PATH, Entity, options_path
-from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField, NotConvertible, to_api
-from sync_job.pipedrive.fields import FieldMissing, create_field_body, match_id_field
+from sync_job.pipedrive.field_types import NEW_FIELD_TYPE, IdField, NotConvertible, check_id_type, to_api
+from sync_job.pipedrive.fields import FieldMissing, create_field_body, match_id_field, one_custom_field
 from sync_job.pipedrive.lookup import find_external_id, reread_params, server_clock, server_since
 from sync_job.pipedrive.pagination import CursorPaginator, next_cursor
 from sync_job.pipedrive.ratelimit import RateHeaders, RateLimiter
@@ -278,27 +279,36 @@ class PipedriveClient:
             return await self._field_items(entity)
 
     async def create_custom_field(self, entity: Entity, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a field definition; an unknown outcome looks again before trying once more (never two fields)."""
-        name = str(body["field_name"])
+        """POST a field definition and return it (see `_create_field`); ConfigError when that cannot be known."""
         with self._reading():
-            for _ in range(self._max_attempts):
-                try:
-                    _, answer = await self._call(
-                        "field_create", "POST", FIELDS_PATH[entity], body=body, retry_unknown=False
-                    )
-                    data: dict[str, Any] = answer["data"]
-                    log.info("created the %s custom field %r (%s)", ENTITY_PLURAL[entity], name, data["field_code"])
-                    return data
-                except OutcomeUnknown:
-                    items = await self._field_items(entity)
-                    found = [i for i in items if i.get("is_custom_field") and str(i.get("field_name")).strip() == name]
-                    if found:
-                        return found[0]
-                except RowError as exc:
-                    raise ConfigError(
-                        f"could not create the {ENTITY_PLURAL[entity]} custom field {name!r}: {exc}"
-                    ) from None
-        raise ConfigError(f"could not create the {ENTITY_PLURAL[entity]} custom field {name!r}: outcome unknown")
+            data = await self._create_field(entity, body)
+        if data is None:
+            raise ConfigError(
+                f"could not create the {ENTITY_PLURAL[entity]} custom field {body['field_name']!r}: outcome unknown"
+            )
+        return data
+
+    async def _create_field(self, entity: Entity, body: dict[str, Any]) -> dict[str, Any] | None:
+        """POST a field definition; after an unknown outcome the field list is read before trying again, so a lost
+        answer never makes a second field. None when no attempt's outcome was known and the field is not listed."""
+        name = str(body["field_name"])
+        for _ in range(self._max_attempts):
+            try:
+                _, answer = await self._call(
+                    "field_create", "POST", FIELDS_PATH[entity], body=body, retry_unknown=False
+                )
+                data: dict[str, Any] = answer["data"]
+                log.info("created the %s custom field %r (%s)", ENTITY_PLURAL[entity], name, data["field_code"])
+                return data
+            except OutcomeUnknown:  # it may exist now: look before creating a second one
+                found = one_custom_field(await self._field_items(entity), name, entity)
+                if found is not None:
+                    return found
+            except RowError as exc:
+                raise ConfigError(
+                    f"could not create the {ENTITY_PLURAL[entity]} custom field {name!r}: {exc}"
+                ) from None
+        return None
 
     async def add_options(self, entity: Entity, field_code: str, labels: list[str]) -> list[dict[str, Any]]:
         """Add options to an enum field (atomic, api-reference §8.4); returns the field's options afterwards.
@@ -308,7 +318,7 @@ class PipedriveClient:
         with self._reading():
             for _ in range(self._max_attempts):
                 current = await self._options(entity, field_code)
-                have = {" ".join(str(o.get("label", "")).split()) for o in current}
+                have = {kinds.label(o.get("label", "")) for o in current}
                 missing = [label for label in labels if label not in have]
                 if not missing:
                     return current
@@ -346,25 +356,14 @@ class PipedriveClient:
         """
         if (entity, name) in self._fields:
             return self._fields[(entity, name)]
-        plural = ENTITY_PLURAL[entity]
         with self._reading():
             field = match_id_field(await self._field_items(entity), name, entity)
-            for _ in range(self._max_attempts):
-                if field is not None or not create:
-                    break
-                try:
-                    _, body = await self._call(
-                        "field_create", "POST", FIELDS_PATH[entity], body=create_field_body(name), retry_unknown=False
-                    )
-                    data = body["data"]
-                    field = IdField(str(data["field_code"]), name, str(data.get("field_type") or NEW_FIELD_TYPE))
-                    log.info("created the %s custom field %r (%s)", plural, name, field.code)
-                except OutcomeUnknown:  # it may exist now: look before creating a second one
-                    field = match_id_field(await self._field_items(entity), name, entity)
-                except RowError as exc:
-                    raise ConfigError(f"could not create the {plural} custom field {name!r}: {exc}") from None
+            if field is None and create and (data := await self._create_field(entity, create_field_body(name))):
+                field_type = str(data.get("field_type") or NEW_FIELD_TYPE)
+                check_id_type(ENTITY_PLURAL[entity], name, field_type)  # a lost answer's field is the one listed
+                field = IdField(str(data["field_code"]), name, field_type)
         if field is None:
-            raise FieldMissing(f"Pipedrive has no {plural} custom field named {name!r}")
+            raise FieldMissing(f"Pipedrive has no {ENTITY_PLURAL[entity]} custom field named {name!r}")
         self._fields[(entity, name)] = field
         return field
 

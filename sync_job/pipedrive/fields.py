@@ -27,13 +27,13 @@ def match_custom_field(items: list[dict[str, Any]], name: str, entity: Entity) -
 
     Only custom fields count: built-in and contact-sync fields may share a name (api-reference §8.1).
     """
-    item = _one_custom_field(items, name, entity)
+    item = one_custom_field(items, name, entity)
     return None if item is None else str(item["field_code"])
 
 
 def match_id_field(items: list[dict[str, Any]], name: str, entity: Entity) -> IdField | None:
     """The external-id field called `name` with its type; ConfigError when ambiguous or of a type without ids."""
-    item = _one_custom_field(items, name, entity)
+    item = one_custom_field(items, name, entity)
     if item is None:
         return None
     field_type = str(item.get("field_type") or "")
@@ -41,7 +41,8 @@ def match_id_field(items: list[dict[str, Any]], name: str, entity: Entity) -> Id
     return IdField(str(item["field_code"]), name, field_type)
 
 
-def _one_custom_field(items: list[dict[str, Any]], name: str, entity: Entity) -> dict[str, Any] | None:
+def one_custom_field(items: list[dict[str, Any]], name: str, entity: Entity) -> dict[str, Any] | None:
+    """The definition of the one custom field called `name`; None when absent, ConfigError when ambiguous."""
     wanted = name.strip()
     found = [
         item
@@ -73,7 +74,7 @@ def resolve_schema(
         if field.standard is not None:
             columns.append(Column(field.column, field.standard.kind, field.target, key=field.standard.key))
             continue
-        item = _one_custom_field(items, field.target, mapping.entity)
+        item = one_custom_field(items, field.target, mapping.entity)
         if item is None:
             columns.append(
                 Column(field.column, kinds.CUSTOM_KINDS[field.create_type], field.target, field_type=field.create_type)
