@@ -202,10 +202,12 @@ def _parse(expression: str, entity: Entity, target: str) -> pl.Expr:
 
 def check_columns(
     mapping: EntityMapping, available: pl.Schema, where: str, field_kinds: MappingOf[str, Kind] | None = None
-) -> None:
-    """ConfigError when an expression uses a column the entity's rows lack, cannot be evaluated on them, or gives
-    what its field can never hold (see `check_value`); `field_kinds` (by column) defaults to the standard fields'."""
+) -> dict[str, pl.DataType]:
+    """Each field's value type over the entity's rows, by column. ConfigError when an expression uses a column the
+    rows lack, cannot be evaluated on them, or gives what its field can never hold (see `check_value`);
+    `field_kinds` (by column) defaults to the standard fields'."""
     probe = pl.LazyFrame(schema=available)
+    types: dict[str, pl.DataType] = {}
     for field in mapping.fields:
         parsed = _parse(field.expression, mapping.entity, field.target)
         unknown = [n for n in parsed.meta.root_names() if n not in available]
@@ -224,6 +226,8 @@ def check_columns(
         kind = (field_kinds or {}).get(field.column) or (field.standard.kind if field.standard else None)
         if kind is not None:
             check_value(mapping.entity, field, kind, parsed, source)
+        types[field.column] = source
+    return types
 
 
 # What a kind can take from a source column, by its type (text may hold anything: it is checked row by row).
@@ -283,19 +287,17 @@ def desired(
     a message naming the row, the field and the value, so it fails on its own and is never silently dropped.
     """
     schema = rows.collect_schema() if isinstance(rows, pl.LazyFrame) else rows.schema
-    check_columns(
+    types = check_columns(
         mapping, schema, "the combined rows" if mapping.entity == "deal" else "the customers file", field_kinds
     )
     key = pl.col(mapping.key).cast(pl.Utf8).alias("external_id")
     values: list[pl.Expr] = []
     flags: list[pl.Expr] = []
     raws: list[pl.Expr] = []
-    probe = pl.LazyFrame(schema=schema)
     for field in mapping.fields:
         parsed = _parse(field.expression, mapping.entity, field.target)
-        source = probe.select(parsed.alias("x")).collect_schema()["x"]
         kind = field_kinds[field.column]
-        normal = kinds.desired(kind, parsed, source)
+        normal = kinds.desired(kind, parsed, types[field.column])
         values.append(normal.value.cast(kinds.dtype(kind)).alias(field.column))
         flags.append(normal.bad.fill_null(False).alias(f"__bad{len(flags)}"))
         raws.append(parsed.cast(pl.Utf8).alias(f"__raw{len(raws)}"))
