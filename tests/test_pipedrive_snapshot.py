@@ -19,6 +19,12 @@ NOW = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
 
 
+def empty(taken: snapshot.Meta) -> snapshot.Snapshot:
+    """A snapshot with no records, in the default mapping's columns."""
+    person, deal = (default_schema(e, CODES[e]).empty() for e in ("person", "deal"))
+    return snapshot.Snapshot(taken, person, deal)
+
+
 def meta(**changes: object) -> snapshot.Meta:
     values: dict[str, object] = {
         "base_url": URL,
@@ -51,20 +57,20 @@ def reason(snap: snapshot.Snapshot | None, **overrides: object) -> str | None:
 
 
 def test_a_fresh_snapshot_of_the_same_crm_allows_an_incremental_read() -> None:
-    assert reason(snapshot.empty(meta())) is None
+    assert reason(empty(meta())) is None
 
 
 @pytest.mark.parametrize(
     ("snap", "overrides", "says"),
     [
         (None, {}, "no usable snapshot"),
-        (snapshot.empty(meta()), {"forced": True}, "--full-read"),
-        (snapshot.empty(meta()), {"base_url": "https://other.pipedrive.com"}, "another Pipedrive base URL"),
-        (snapshot.empty(meta()), {"field_codes": {**CODES, "deal": "e" * 40}}, "custom-field keys differ"),
-        (snapshot.empty(meta()), {"field_types": {**TYPES, "person": "varchar"}}, "id fields' types differ"),
-        (snapshot.empty(meta(field_types={})), {}, "predates recording them"),
-        (snapshot.empty(meta(full_read_at="2026-11-25T03:00:00Z")), {}, "7.0d old"),
-        (snapshot.empty(meta(stale_because="2 write(s) refused")), {}, "2 write(s) refused"),
+        (empty(meta()), {"forced": True}, "--full-read"),
+        (empty(meta()), {"base_url": "https://other.pipedrive.com"}, "another Pipedrive base URL"),
+        (empty(meta()), {"field_codes": {**CODES, "deal": "e" * 40}}, "custom-field keys differ"),
+        (empty(meta()), {"field_types": {**TYPES, "person": "varchar"}}, "id fields' types differ"),
+        (empty(meta(field_types={})), {}, "predates recording them"),
+        (empty(meta(full_read_at="2026-11-25T03:00:00Z")), {}, "7.0d old"),
+        (empty(meta(stale_because="2 write(s) refused")), {}, "2 write(s) refused"),
     ],
 )
 def test_each_reason_for_a_full_read_is_named(
@@ -98,7 +104,7 @@ def test_own_writes_are_recorded_and_unsent_fields_keep_their_old_value() -> Non
 def test_save_then_load_gives_the_same_snapshot(tmp_path: Path) -> None:
     path = snapshot.path_in(tmp_path)
     deals = default_schema("deal", CODES["deal"]).empty()
-    snap = snapshot.with_frames(snapshot.empty(meta()), persons((1, "Ann", "10")), deals)
+    snap = snapshot.with_frames(empty(meta()), persons((1, "Ann", "10")), deals)
     snapshot.save(path, snap)
     loaded = snapshot.load(path)
     assert loaded is not None
@@ -124,9 +130,7 @@ def test_a_truncated_snapshot_file_loads_as_none(tmp_path: Path) -> None:
     path = snapshot.path_in(tmp_path)
     snapshot.save(
         path,
-        snapshot.with_frames(
-            snapshot.empty(meta()), persons((1, "Ann", "10")), default_schema("deal", CODES["deal"]).empty()
-        ),
+        snapshot.with_frames(empty(meta()), persons((1, "Ann", "10")), default_schema("deal", CODES["deal"]).empty()),
     )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -135,5 +139,5 @@ def test_a_truncated_snapshot_file_loads_as_none(tmp_path: Path) -> None:
 
 def test_a_snapshot_of_another_format_version_loads_as_none(tmp_path: Path) -> None:
     path = snapshot.path_in(tmp_path)
-    snapshot.save(path, snapshot.empty(meta(version=snapshot.VERSION + 1)))
+    snapshot.save(path, empty(meta(version=snapshot.VERSION + 1)))
     assert snapshot.load(path) is None

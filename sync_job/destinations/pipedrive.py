@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from sync_job import diff, mapping, modes
-from sync_job.config import DEFAULT_VALUE_EXPRESSION, EntitySettings, PipedriveSettings
+from sync_job.config import EntitySettings, PipedriveSettings
 from sync_job.destinations.base import Action, EntityPlan, Plan, RecordResult
 from sync_job.errors import BudgetExhausted, RowError
 from sync_job.pipedrive import kinds, ledger, ration, snapshot
@@ -63,7 +63,7 @@ class PipedriveDestination:
         recreate_fields: bool = False,
         entity_modes: Mapping[str, EntitySettings] | None = None,
         allow_deletes: bool = False,
-        field_mapping: mapping.Mapping | None = None,
+        field_mapping: mapping.Mapping,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -75,12 +75,7 @@ class PipedriveDestination:
         # keyed by the plan's entity names ("person", "deal"); the config says persons:/deals:
         self.modes = dict(entity_modes or {"person": EntitySettings(), "deal": EntitySettings()})
         self.allow_deletes = allow_deletes
-        self.mapping = field_mapping or mapping.build(
-            {},
-            {"person": settings.person_id_field, "deal": settings.deal_id_field},
-            value=DEFAULT_VALUE_EXPRESSION,
-            currency=settings.currency,
-        )
+        self.mapping = field_mapping
         self.client.budget.share = settings.max_budget_share
         self.reader = RemoteReader(
             client,

@@ -261,13 +261,5 @@ def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType, entity: str) -> 
     )
 
 
-def empty(meta: Meta) -> Snapshot:
-    """A snapshot with no records, in the default mapping's columns."""
-    from sync_job.pipedrive.frames import default_schema
-
-    person, deal = (default_schema(e, meta.field_codes.get(e, "")).empty() for e in ENTITIES)
-    return Snapshot(meta, person, deal)
-
-
 def with_frames(snapshot: Snapshot, persons: pl.DataFrame, deals: pl.DataFrame) -> Snapshot:
     return replace(snapshot, persons=persons, deals=deals)
