@@ -105,11 +105,11 @@ class RecordSchema:
         if not records:
             return self.empty()
         plain = {n: t for n, t in BASE[self.entity].items() if n != "external_id"}
+        # A standard scalar's column is its API key: read straight from the records, column-wise.
         standard = {c.column: c for c in self.columns if not c.custom and c.kind in _SCALAR_STANDARD}
-        plain |= {c.key or c.column: kinds.remote_dtype(c.kind) for c in standard.values()}
+        plain |= {name: kinds.remote_dtype(c.kind) for name, c in standard.items()}
         # strict=False: v2 sends integral values like 200 for a Float64 column; ints are fine as Int64
         frame = pl.from_dicts(records, schema=plain, strict=False)
-        frame = frame.rename({c.key: n for n, c in standard.items() if c.key and c.key != n})
         code, id_type = self.id_field.code, self.id_field.field_type
         extra = [
             pl.Series(
@@ -127,7 +127,7 @@ class RecordSchema:
         return frame.with_columns(extra).select(list(schema))
 
     def canonical_remote(self, remote: pl.DataFrame) -> pl.DataFrame:
-        """The remote frame with each enum's option id replaced by its label, ready to compare."""
+        """The remote frame with enum and set option ids replaced by their labels, ready to compare."""
         named = [c for c in self.columns if c.kind in kinds.OPTION_KINDS and c.column in remote.columns]
         if not named:
             return remote
